@@ -1,0 +1,165 @@
+"""Reading and writing checkpoint files safely.
+
+Reading recognises a file by its first bytes, never by its name, and never runs code from it:
+safetensors directly, PyTorch archives through `torch.load(weights_only=True)`, TorchScript
+archives through the allowlisted reader in `torchscript.py`. Writing is atomic: a checkpoint is
+written beside its destination and renamed into place, so it is never seen half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+from .torchscript import is_torchscript_archive, read_torchscript_state_dict
+
+CONFIG_METADATA_KEY = "cliplab_config"
+FORMAT_METADATA_KEY = "format"
+FORMAT_NAME = "cliplab"
+# Wrappers that training code puts around a model's state dict.
+_NESTED_KEYS = ("state_dict", "model", "module")
+_KEY_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class CheckpointContents:
+    """What a checkpoint file holds: its tensors, and a cliplab model configuration if it has one."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any] | None
+    kind: str  # "cliplab", "safetensors", "torch", "torchscript" or "huggingface"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_safetensors(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """cliplab's format: one safetensors file, the model configuration as JSON in its metadata."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise TypeError("save_checkpoint needs a cliplab model (one with a .config)")
+    metadata = {FORMAT_METADATA_KEY: FORMAT_NAME, CONFIG_METADATA_KEY: json.dumps(config.to_dict())}
+    save_safetensors(model.state_dict(), path, metadata)
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> CheckpointContents:
+    """The tensors (and configuration, if any) of any checkpoint file cliplab understands."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: no such file or folder")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    size = path.stat().st_size
+    if head[:4] == b"PK\x03\x04":
+        contents = _read_zip(path)
+    elif _looks_like_safetensors(head, size):
+        contents = _read_safetensors(path)
+    elif head[:1] == b"\x80" and len(head) > 1 and head[1] <= pickle.HIGHEST_PROTOCOL:
+        contents = _read_torch_file(path)  # PyTorch's legacy (pre-1.6) format starts with a pickle
+    elif not head:
+        raise CheckpointError(f"{path} is empty, not a checkpoint")
+    else:
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it is neither safetensors, a PyTorch archive nor a TorchScript archive"
+        )
+    if not contents.state_dict:
+        raise CheckpointError(f"{path} holds no tensors")
+    return contents
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and header_len > 1 and header_len < 100_000_000 and header_len <= size
+
+
+def _read_safetensors(path: Path) -> CheckpointContents:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state_dict = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is a damaged or truncated safetensors file: {err}") from None
+    config = metadata.get(CONFIG_METADATA_KEY)
+    if config is None:
+        return CheckpointContents(_unwrap(state_dict), None, "safetensors")
+    try:
+        return CheckpointContents(state_dict, json.loads(config), "cliplab")
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its model configuration metadata is not valid JSON ({err})") from None
+
+
+def _read_zip(path: Path) -> CheckpointContents:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if is_torchscript_archive(names):
+                return CheckpointContents(read_torchscript_state_dict(archive), None, "torchscript")
+    except zipfile.BadZipFile as err:
+        raise CheckpointError(f"{path} is a truncated or damaged zip archive ({err})") from None
+    except (KeyError, EOFError, pickle.UnpicklingError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is a damaged TorchScript archive ({type(err).__name__}: {err})") from None
+    return _read_torch_file(path)
+
+
+def _read_torch_file(path: Path) -> CheckpointContents:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds Python objects beyond tensors and plain containers; cliplab loads only with "
+            f"weights_only=True and never unpickles anything else ({str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is a damaged or truncated PyTorch file ({str(err).splitlines()[0]})") from None
+    return CheckpointContents(_unwrap(obj, path), None, "torch")
+
+
+def _unwrap(obj: Any, path: Path | None = None) -> dict[str, torch.Tensor]:
+    """The model state dict inside a training checkpoint, without `module.`/`_orig_mod.` prefixes."""
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path or 'checkpoint'} holds a {type(obj).__name__}, not a state dict")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for prefix in _KEY_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state

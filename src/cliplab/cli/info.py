@@ -1,0 +1,28 @@
+"""`cliplab info CHECKPOINT`: what a checkpoint holds, read without running anything in it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..checkpoints import read_checkpoint
+from ..models import CLIPConfig, infer_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="describe a checkpoint file or Hugging Face folder")
+    parser.add_argument("checkpoint", help="a checkpoint file (cliplab, OpenAI, OpenCLIP) or a Hugging Face folder")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    contents = read_checkpoint(args.checkpoint)
+    config = CLIPConfig.from_dict(contents.config) if contents.config else infer_config(contents.state_dict)
+    parameters = sum(t.numel() for t in contents.state_dict.values())
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in contents.state_dict.values()})
+    print(f"format:     {contents.kind}")
+    print(f"tensors:    {len(contents.state_dict)} ({parameters:,} values, {', '.join(dtypes)})")
+    source = "stored" if contents.config else "inferred from tensor shapes"
+    print(f"config ({source}):")
+    print(json.dumps(config.to_dict(), indent=2))
+    return 0

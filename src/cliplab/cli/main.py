@@ -1,0 +1,39 @@
+"""`cliplab <command>`: each command is a module with `register(subparsers)` and a `run(args)`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import CheckpointError
+from . import convert, info, models
+
+COMMANDS = (models, info, convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cliplab", description="CLIP models: load, convert, train, evaluate, search.")
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"cliplab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return f"cliplab {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Errors cliplab raises on purpose, so callers can tell a bad file from a bug."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint: unreadable, truncated, or not this model's weights."""

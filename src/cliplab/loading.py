@@ -1,0 +1,95 @@
+"""`cliplab.load`: a model and its preprocessing from a checkpoint path or a model name.
+
+cliplab never downloads. A model name resolves to a file you already have: cliplab's cache
+(`$CLIPLAB_CACHE`, default `~/.cache/cliplab`), then OpenAI's `clip` cache (`~/.cache/clip`),
+looked up under the file names OpenAI publishes (`ViT-B-32.pt`, `ViT-L-14-336px.pt`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
+from .errors import CheckpointError
+from .models import CLIP, CLIPConfig, build_model
+from .models.config import available_models, display_name
+from .transforms import Transform, image_transform
+
+
+def cache_dirs() -> list[Path]:
+    own = os.environ.get("CLIPLAB_CACHE") or Path.home() / ".cache" / "cliplab"
+    return [Path(own), Path.home() / ".cache" / "clip"]
+
+
+def _released_file_names(name: str) -> list[str]:
+    """File names a released checkpoint of this architecture goes by (OpenAI's, then OpenCLIP's)."""
+    openai = display_name(name).replace("/", "-").replace("@", "-")  # "ViT-L/14@336px" -> "ViT-L-14-336px"
+    return [f"{openai}.pt", f"{openai}.safetensors"]
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """The file or folder a path or a model name refers to, or a clear error saying where to put it."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    try:
+        names = _released_file_names(str(name_or_path))
+    except ValueError:
+        raise CheckpointError(
+            f"{name_or_path!r} is neither an existing file or folder nor a known model name "
+            f"({', '.join(available_models())})"
+        ) from None
+    for folder in cache_dirs():
+        for file_name in names:
+            if (folder / file_name).is_file():
+                return folder / file_name
+    where = " or ".join(str(d) for d in cache_dirs())
+    raise CheckpointError(
+        f"no weights for {name_or_path!r} found: cliplab does not download, so put the released file "
+        f"({names[0]}) in {where}, or pass its path. For random weights use cliplab.create_model({str(name_or_path)!r})."
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    activation: str = "quick_gelu",
+) -> CLIP:
+    """A model from any checkpoint cliplab reads, in eval mode and float32.
+
+    `image_size` runs it at another resolution (positional embedding interpolated).
+    `activation` matters only for checkpoints without a configuration (OpenAI, OpenCLIP files):
+    their released weights use QuickGELU; OpenCLIP's non-`quickgelu` models need "gelu".
+    """
+    path = resolve_checkpoint(name_or_path)
+    contents = read_checkpoint(path)
+    config = CLIPConfig.from_dict(contents.config) if contents.config else None
+    model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
+    return model.float().to(device).eval()
+
+
+def load(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    activation: str = "quick_gelu",
+) -> tuple[CLIP, Transform]:
+    """OpenAI's `clip.load`: (model, preprocess) from a checkpoint path or a model name."""
+    model = load_model(name_or_path, device=device, image_size=image_size, activation=activation)
+    return model, image_transform(model.image_size)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "cliplab", image_size: int | None = None) -> Path:
+    """Rewrite a checkpoint as cliplab's safetensors file (`to="cliplab"`) or a Hugging Face folder (`to="hf"`)."""
+    model = load_model(src, image_size=image_size)
+    if to == "cliplab":
+        save_checkpoint(model, dst)
+    elif to == "hf":
+        save_hf_folder(model, dst)
+    else:
+        raise ValueError(f"unknown target format {to!r}; choose 'cliplab' or 'hf'")
+    return Path(dst)

@@ -1,0 +1,102 @@
+"""CLIP: an image tower and a causal text transformer projected into one embedding space."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CLIPConfig
+from .layers import LayerNorm, Transformer, init_transformer_
+from .modified_resnet import ModifiedResNet
+from .vision_transformer import VisionTransformer
+
+MAX_LOGIT_SCALE = 100.0
+
+
+class CLIP(nn.Module):
+    """OpenAI's CLIP with OpenAI's parameter names; `CLIP(get_config("ViT-B/32"))`."""
+
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        self.config = config
+        vision, text = config.vision, config.text
+        if vision.is_resnet:
+            self.visual: nn.Module = ModifiedResNet(
+                layers=vision.layers,
+                output_dim=config.embed_dim,
+                heads=vision.heads,
+                image_size=vision.image_size,
+                width=vision.width,
+            )
+        else:
+            self.visual = VisionTransformer(
+                image_size=vision.image_size,
+                patch_size=vision.patch_size,
+                width=vision.width,
+                layers=vision.layers,
+                heads=vision.heads,
+                output_dim=config.embed_dim,
+                activation=config.activation,
+            )
+        self.transformer = Transformer(text.width, text.layers, text.heads, config.activation)
+        self.token_embedding = nn.Embedding(text.vocab_size, text.width)
+        self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
+        self.ln_final = LayerNorm(text.width)
+        self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # Run the text tower only up to the longest end-of-text position of each batch. The mask is
+        # causal, so later positions never reach the feature: same result, less work.
+        self.trim_text_padding = True
+        self._init_text_parameters()
+
+    def _init_text_parameters(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        init_transformer_(self.transformer)
+        nn.init.normal_(self.text_projection, std=self.transformer.width**-0.5)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.token_embedding.weight.dtype
+
+    @property
+    def image_size(self) -> int:
+        return self.config.vision.image_size
+
+    @property
+    def context_length(self) -> int:
+        return self.config.text.context_length
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.transformer.grad_checkpointing = enabled
+        if isinstance(self.visual, VisionTransformer):
+            self.visual.transformer.grad_checkpointing = enabled
+
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.visual(image.to(self.dtype))  # N 3 H W -> N E
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        if text.ndim != 2:
+            raise ValueError(f"text must be token ids of shape (batch, length), got shape {tuple(text.shape)}")
+        if text.shape[1] > self.context_length:
+            raise ValueError(f"text has {text.shape[1]} positions; this model's context length is {self.context_length}")
+        eot = text.argmax(dim=-1)  # the end-of-text token has the highest id in each row
+        if self.trim_text_padding and text.shape[0]:
+            text = text[:, : int(eot.max()) + 1]
+        x = self.token_embedding(text).to(self.dtype)  # N L D
+        x = x + self.positional_embedding[: text.shape[1]].to(self.dtype)
+        x = self.transformer(x, causal=True)
+        x = self.ln_final(x)
+        features = x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # N E
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits_per_image, logits_per_text): exp(t) * cosine similarity, exp(t) capped at 100."""
+        image_features = self.encode_image(image, normalize=True)
+        text_features = self.encode_text(text, normalize=True)
+        logits_per_image = self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * image_features @ text_features.t()
+        return logits_per_image, logits_per_image.t()

@@ -1,0 +1,167 @@
+"""Model configurations: small frozen dataclasses, read from the JSON files in `configs/`.
+
+A configuration is plain data; `CLIP(config)` builds the model. Named configurations live in
+`configs/*.json` under OpenCLIP's file spellings (`ViT-B-32.json`) and carry OpenAI's display
+name (`"ViT-B/32"`), so both spellings resolve to the same file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The image tower. `layers` is an int for a ViT, four stage depths for a ModifiedResNet."""
+
+    image_size: int = 224
+    layers: int | tuple[int, int, int, int] = 12
+    width: int = 768
+    patch_size: int | None = 32
+    head_width: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, list):
+            object.__setattr__(self, "layers", tuple(self.layers))
+        if self.is_resnet:
+            if len(self.layers) != 4:
+                raise ValueError(f"a ModifiedResNet needs 4 stage depths, got {self.layers}")
+            if self.image_size % 32:
+                raise ValueError(f"a ModifiedResNet needs an image size divisible by 32, got {self.image_size}")
+        else:
+            if not self.patch_size:
+                raise ValueError("a VisionTransformer needs a patch_size")
+            if self.image_size % self.patch_size:
+                raise ValueError(f"image size {self.image_size} is not a multiple of patch size {self.patch_size}")
+
+    @property
+    def is_resnet(self) -> bool:
+        return isinstance(self.layers, tuple)
+
+    @property
+    def heads(self) -> int:
+        # The ResNet's attention pool works on width * 32 channels (the last stage's output).
+        return (self.width * 32 if self.is_resnet else self.width) // self.head_width
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The causal text transformer."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    activation: str = "quick_gelu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vision, dict):
+            object.__setattr__(self, "vision", _from_fields(VisionConfig, self.vision, "vision"))
+        if isinstance(self.text, dict):
+            object.__setattr__(self, "text", _from_fields(TextConfig, self.text, "text"))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CLIPConfig:
+        data = {k: v for k, v in data.items() if k != "name"}
+        return _from_fields(cls, data, "model")
+
+    def with_overrides(self, **overrides: Any) -> CLIPConfig:
+        """A copy with fields replaced: top-level fields, `image_size`, `context_length`,
+        or whole sub-dicts `vision={...}` / `text={...}` holding only the fields to change."""
+        top: dict[str, Any] = {}
+        vision = dict(overrides.pop("vision", None) or {})
+        text = dict(overrides.pop("text", None) or {})
+        if "image_size" in overrides:
+            vision["image_size"] = overrides.pop("image_size")
+        if "context_length" in overrides:
+            text["context_length"] = overrides.pop("context_length")
+        for key, value in overrides.items():
+            if key not in {f.name for f in dataclasses.fields(self)}:
+                raise TypeError(f"unknown model option {key!r}")
+            top[key] = value
+        return dataclasses.replace(
+            self,
+            vision=_from_fields(VisionConfig, {**dataclasses.asdict(self.vision), **vision}, "vision"),
+            text=_from_fields(TextConfig, {**dataclasses.asdict(self.text), **text}, "text"),
+            **top,
+        )
+
+
+def _from_fields(cls: type, data: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {what} configuration keys {sorted(unknown)}; expected some of {sorted(names)}")
+    return cls(**data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Named configurations
+
+
+def _canonical(name: str) -> str:
+    """'ViT-L/14@336px', 'vit-l-14-336', 'ViT-L-14-336-quickgelu' -> 'vit-l-14-336'."""
+    key = name.strip().lower().replace("/", "-").replace("@", "-")
+    if key.endswith("px"):
+        key = key[:-2]
+    return key.removesuffix("-quickgelu")
+
+
+@cache
+def _named_configs() -> dict[str, tuple[str, dict[str, Any]]]:
+    """canonical key -> (display name, raw dict) for every JSON file in `configs/`."""
+    table: dict[str, tuple[str, dict[str, Any]]] = {}
+    for entry in sorted(resources.files(__package__).joinpath("configs").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            raw = json.loads(entry.read_text())
+            display = raw.get("name", entry.name[: -len(".json")])
+            table[_canonical(entry.name[: -len(".json")])] = (display, raw)
+            table.setdefault(_canonical(display), (display, raw))
+    return table
+
+
+def available_models() -> list[str]:
+    """Names of the built-in architectures: the paper's nine under OpenAI's names, then small ones."""
+    seen: dict[str, dict[str, Any]] = {}
+    for display, raw in _named_configs().values():
+        seen.setdefault(display, raw)
+    return sorted(seen, key=lambda n: (seen[n].get("order", 1000), n))
+
+
+def display_name(name: str) -> str:
+    """OpenAI's spelling of a built-in model name: 'vit-b-32-quickgelu' -> 'ViT-B/32'."""
+    entry = _named_configs().get(_canonical(name))
+    if entry is None:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    return entry[0]
+
+
+def get_config(name: str, **overrides: Any) -> CLIPConfig:
+    """The named configuration (OpenAI or OpenCLIP spelling), with optional field overrides.
+
+    An OpenCLIP name ending in `-quickgelu` selects QuickGELU, which is already the default here;
+    pass `activation="gelu"` for OpenCLIP's plain-GELU variants.
+    """
+    raw = _named_configs()[_canonical(display_name(name))][1]
+    config = CLIPConfig.from_dict({k: v for k, v in raw.items() if k != "order"})
+    return config.with_overrides(**overrides) if overrides else config

@@ -1,0 +1,38 @@
+"""OpenAI's Vision Transformer image tower (parameter names as in the released checkpoints)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import LayerNorm, Transformer
+
+
+class VisionTransformer(nn.Module):
+    def __init__(
+        self, image_size: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int, activation: str
+    ):
+        super().__init__()
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.output_dim = output_dim
+        grid = image_size // patch_size
+        scale = width**-0.5
+        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.ln_pre = LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads, activation)
+        self.ln_post = LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)  # N C H W -> N D G G
+        x = x.flatten(2).transpose(1, 2)  # N D G G -> N (G*G) D
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # N 1 D
+        x = torch.cat([cls, x], dim=1)  # N L D, L = G*G + 1
+        x = x + self.positional_embedding.to(x.dtype)
+        x = self.ln_pre(x)
+        x = self.transformer(x)
+        x = self.ln_post(x[:, 0, :])  # class token: N D
+        return x @ self.proj  # N E

@@ -1,0 +1,67 @@
+"""Image preprocessing: OpenAI's evaluation transform and the paper's training crop.
+
+The evaluation transform is the one OpenAI's `clip.load` and OpenCLIP return, in the same order
+(resize and crop in the image's own mode, then RGB), so pixels match theirs exactly. One
+deliberate difference: 16-bit and float images are first scaled to 8 bits. PIL's own conversion
+clips them at 255, which turns a 16-bit photo pure white in the reference transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import (
+    CenterCrop,
+    Compose,
+    InterpolationMode,
+    Normalize,
+    RandomResizedCrop,
+    Resize,
+    ToTensor,
+)
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+# The paper's only augmentation is a random square crop; OpenCLIP's default keeps 90-100% of the area.
+TRAIN_CROP_SCALE = (0.9, 1.0)
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit ("I;16*", "I") and float ("F") images scaled into 8-bit "L"; others unchanged."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, dtype=np.int64)
+        top = 65535 if image.mode.startswith("I;16") or pixels.max() > 255 else 255
+        return Image.fromarray((np.clip(pixels, 0, top) * 255 / top).round().astype(np.uint8), mode="L")
+    if image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 255.0 if pixels.max() > 1.0 else 1.0  # float images come as 0-1 or 0-255
+        return Image.fromarray((np.clip(pixels, 0, top) * 255 / top).round().astype(np.uint8), mode="L")
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def image_transform(
+    image_size: int,
+    train: bool = False,
+    mean: tuple[float, float, float] = OPENAI_MEAN,
+    std: tuple[float, float, float] = OPENAI_STD,
+    crop_scale: tuple[float, float] = TRAIN_CROP_SCALE,
+) -> Transform:
+    """A PIL image of any mode and size -> a normalised float tensor (3, image_size, image_size).
+
+    Evaluation: bicubic resize of the shorter side to `image_size`, centre crop, RGB, normalise.
+    Training: a random resized crop (bicubic, `crop_scale` of the area), RGB, normalise.
+    """
+    if train:
+        geometry = [RandomResizedCrop(image_size, scale=crop_scale, interpolation=InterpolationMode.BICUBIC)]
+    else:
+        geometry = [Resize(image_size, interpolation=InterpolationMode.BICUBIC), CenterCrop(image_size)]
+    return Compose([to_8bit, *geometry, to_rgb, ToTensor(), Normalize(mean, std)])
