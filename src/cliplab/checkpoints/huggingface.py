@@ -24,7 +24,10 @@ from ..models.config import CLIPConfig, TextConfig, VisionConfig
 from .files import CheckpointContents, atomic_write, read_checkpoint_file, save_safetensors
 
 HF_LOGIT_SCALE_INIT = 2.6592  # ln(1 / 0.07), as transformers writes it
-_TOWERS = (("text_model.encoder.layers.", "transformer.resblocks."), ("vision_model.encoder.layers.", "visual.transformer.resblocks."))
+_TOWERS = (
+    ("text_model.encoder.layers.", "transformer.resblocks."),
+    ("vision_model.encoder.layers.", "visual.transformer.resblocks."),
+)
 _BLOCK_RENAMES = (
     ("self_attn.out_proj.", "attn.out_proj."),
     ("layer_norm1.", "ln_1."),
@@ -101,7 +104,9 @@ def from_hf_state_dict(hf_state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
             out[_rename(hf_key, _RENAMES)] = value
     for (head, kind), parts in qkv.items():
         if set(parts) != set("qkv"):
-            raise CheckpointError(f"Hugging Face checkpoint lacks {sorted(set('qkv') - set(parts))} projections in {head}")
+            raise CheckpointError(
+                f"Hugging Face checkpoint lacks {sorted(set('qkv') - set(parts))} projections in {head}"
+            )
         out[f"{head}attn.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out
 
@@ -165,10 +170,14 @@ def from_hf_config(hf: Mapping[str, Any]) -> CLIPConfig:
         raise CheckpointError(f"not a CLIPModel configuration (model_type {hf.get('model_type')!r})")
     acts = {text.get("hidden_act", "quick_gelu"), vision.get("hidden_act", "quick_gelu")}
     if len(acts) != 1 or not acts <= {"quick_gelu", "gelu"}:
-        raise CheckpointError(f"unsupported activations {sorted(acts)}: cliplab supports quick_gelu or gelu in both towers")
+        raise CheckpointError(
+            f"unsupported activations {sorted(acts)}: cliplab supports quick_gelu or gelu in both towers"
+        )
     for name, tower in (("text", text), ("vision", vision)):
         if tower.get("intermediate_size", 4 * tower["hidden_size"]) != 4 * tower["hidden_size"]:
-            raise CheckpointError(f"unsupported {name} MLP width {tower['intermediate_size']}: cliplab uses 4 x hidden size")
+            raise CheckpointError(
+                f"unsupported {name} MLP width {tower['intermediate_size']}: cliplab uses 4 x hidden size"
+            )
         if tower.get("layer_norm_eps", 1e-5) != 1e-5:
             raise CheckpointError(f"unsupported {name} layer_norm_eps {tower['layer_norm_eps']}: cliplab uses 1e-5")
     width = vision["hidden_size"]

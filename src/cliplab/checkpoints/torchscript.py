@@ -60,7 +60,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return OrderedDict
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
-        raise CheckpointError(f"TorchScript archive references {module}.{name}, which a weights file never needs; refusing it")
+        raise CheckpointError(
+            f"TorchScript archive references {module}.{name}, which a weights file never needs; refusing it"
+        )
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], torch.dtype)):

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("src", help="checkpoint file (cliplab, OpenAI, OpenCLIP) or Hugging Face folder")
     parser.add_argument("dst", help="output file (--to cliplab) or folder (--to hf)")
     parser.add_argument("--to", choices=("cliplab", "hf"), default="cliplab", help="target format (default: cliplab)")
-    parser.add_argument("--image-size", type=int, default=None, help="resize the positional embedding for this image size")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="resize the positional embedding for this image size"
+    )
     parser.set_defaults(run=run)
 
 

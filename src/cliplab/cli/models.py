@@ -21,5 +21,7 @@ def run(args: argparse.Namespace) -> int:
             tower = f"ResNet {'-'.join(map(str, vision.layers))} w{vision.width}"
         else:
             tower = f"ViT /{vision.patch_size} {vision.layers}x{vision.width}"
-        print(f"{name:<18} {tower:<26} {vision.image_size:>5} {config.embed_dim:>6}  {text.layers}x{text.width}, ctx {text.context_length}")
+        print(
+            f"{name:<18} {tower:<26} {vision.image_size:>5} {config.embed_dim:>6}  {text.layers}x{text.width}, ctx {text.context_length}"
+        )
     return 0

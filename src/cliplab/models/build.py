@@ -83,7 +83,9 @@ def _infer_vision(sd: Mapping[str, torch.Tensor]) -> VisionConfig:
         width, _, patch, _ = sd["visual.conv1.weight"].shape
         grid = math.isqrt(sd["visual.positional_embedding"].shape[0] - 1)
         layers = _count_blocks(sd, r"visual\.transformer\.resblocks\.(\d+)\.")
-        return VisionConfig(image_size=patch * grid, layers=layers, width=width, patch_size=patch, head_width=HEAD_WIDTH)
+        return VisionConfig(
+            image_size=patch * grid, layers=layers, width=width, patch_size=patch, head_width=HEAD_WIDTH
+        )
     # ModifiedResNet: the depth of each stage is its number of distinct block indices
     layers = tuple(_count_blocks(sd, rf"visual\.layer{stage}\.(\d+)\.") for stage in (1, 2, 3, 4))
     grid = math.isqrt(sd["visual.attnpool.positional_embedding"].shape[0] - 1)
@@ -142,6 +144,8 @@ def resize_positional_embedding(
     pos = state_dict[key]
     first, grid = pos[:1], pos[1:]  # 1 D, (G*G) D
     grid = grid.float().reshape(1, old_grid, old_grid, -1).permute(0, 3, 1, 2)  # 1 D G G
-    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", antialias=new_grid < old_grid, align_corners=False)
+    grid = F.interpolate(
+        grid, size=(new_grid, new_grid), mode="bicubic", antialias=new_grid < old_grid, align_corners=False
+    )
     grid = grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, -1).to(pos.dtype)  # (G'*G') D
     return {**state_dict, key: torch.cat([first, grid], dim=0)}

@@ -83,7 +83,9 @@ class CLIP(nn.Module):
         if text.ndim != 2:
             raise ValueError(f"text must be token ids of shape (batch, length), got shape {tuple(text.shape)}")
         if text.shape[1] > self.context_length:
-            raise ValueError(f"text has {text.shape[1]} positions; this model's context length is {self.context_length}")
+            raise ValueError(
+                f"text has {text.shape[1]} positions; this model's context length is {self.context_length}"
+            )
         eot = text.argmax(dim=-1)  # the end-of-text token has the highest id in each row
         if self.trim_text_padding and text.shape[0]:
             text = text[:, : int(eot.max()) + 1]

@@ -111,7 +111,11 @@ class ResidualAttentionBlock(nn.Module):
         self.ln_2 = LayerNorm(width)
         self.mlp = nn.Sequential(
             OrderedDict(
-                [("c_fc", nn.Linear(width, hidden)), ("gelu", make_activation(activation)), ("c_proj", nn.Linear(hidden, width))]
+                [
+                    ("c_fc", nn.Linear(width, hidden)),
+                    ("gelu", make_activation(activation)),
+                    ("c_proj", nn.Linear(hidden, width)),
+                ]
             )
         )
 
@@ -150,4 +154,3 @@ def init_transformer_(transformer: Transformer) -> None:
         nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
         nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
         nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
-

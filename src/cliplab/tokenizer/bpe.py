@@ -32,7 +32,9 @@ _WORD_CACHE_LIMIT = 1_000_000  # words; the cache is cleared when it grows past 
 @cache
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable unicode characters (no whitespace/control)."""
-    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    visible = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = visible[:]
     extra = 0
     for b in range(256):
