@@ -1,0 +1,64 @@
+"""Shared fixtures: everything the tests need is made here; nothing is read from ../shared."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CAPTIONS = [
+    "a photo of a dog.",
+    "Two children play on a red slide in the park, while their parents watch from a bench nearby.",
+    "a",
+    "an émigré's café at 3 o'clock 😀",
+]
+
+
+def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A photo-like RGB array: smooth gradients, a few blobs and sensor noise (not flat colour)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform())) for _ in range(3)]
+    image = np.stack(channels, axis=-1) * 0.35 + 0.5
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
+        blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r**2))[..., None]
+        image = image * (1 - blob) + blob * rng.uniform(0, 1, size=3)
+    image = image + rng.normal(0, 0.03, size=image.shape)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def seeded():
+    torch.manual_seed(0)
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory) -> list:
+    """Real JPEG and PNG files in many modes and sizes, written by PIL."""
+    folder = tmp_path_factory.mktemp("images")
+    rgb = natural_image(180, 260, seed=1)
+    files = []
+
+    def save(name: str, image: Image.Image, **kwargs) -> None:
+        path = folder / name
+        image.save(path, **kwargs)
+        files.append(path)
+
+    save("landscape.jpg", Image.fromarray(rgb), quality=90)
+    save("portrait.jpg", Image.fromarray(natural_image(333, 150, seed=2)), quality=75)
+    save("small.png", Image.fromarray(natural_image(40, 57, seed=3)))
+    save("large.jpg", Image.fromarray(natural_image(600, 800, seed=4)), quality=95)
+    save("gray.jpg", Image.fromarray(rgb).convert("L"))
+    save("gray_alpha.png", Image.fromarray(rgb).convert("LA"))
+    rgba = Image.fromarray(rgb).convert("RGBA")
+    alpha = np.zeros(rgb.shape[:2], dtype=np.uint8)
+    alpha[20:150, 30:200] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    save("transparent.png", rgba)
+    save("palette.png", Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"))
+    save("bilevel.png", Image.fromarray(rgb).convert("1"))
+    return files
