@@ -39,7 +39,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         names = _released_file_names(str(name_or_path))
     except ValueError:
         raise CheckpointError(
-            f"{name_or_path!r} is neither an existing file or folder nor a known model name "
+            f"no checkpoint at {name_or_path}: no such file or folder, and not a model name "
             f"({', '.join(available_models())})"
         ) from None
     for folder in cache_dirs():

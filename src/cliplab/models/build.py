@@ -131,7 +131,8 @@ def resize_positional_embedding(
     """The state dict with its image positional embedding interpolated for `image_size`.
 
     The first row (class token, or the ResNet's mean token) is kept; the grid is resized
-    bicubically, as OpenCLIP's `resize_pos_embed` does.
+    bicubically with antialiasing, as OpenCLIP's `resize_pos_embed` and timm do (PyTorch's
+    antialiased bicubic is PIL's kernel, which differs from the plain one even when upsampling).
     """
     vision = config.vision
     if vision.is_resnet:
@@ -145,7 +146,7 @@ def resize_positional_embedding(
     first, grid = pos[:1], pos[1:]  # 1 D, (G*G) D
     grid = grid.float().reshape(1, old_grid, old_grid, -1).permute(0, 3, 1, 2)  # 1 D G G
     grid = F.interpolate(
-        grid, size=(new_grid, new_grid), mode="bicubic", antialias=new_grid < old_grid, align_corners=False
+        grid, size=(new_grid, new_grid), mode="bicubic", antialias=True, align_corners=False
     )
     grid = grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, -1).to(pos.dtype)  # (G'*G') D
     return {**state_dict, key: torch.cat([first, grid], dim=0)}
