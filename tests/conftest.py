@@ -19,7 +19,9 @@ def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A photo-like RGB array: smooth gradients, a few blobs and sensor noise (not flat colour)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    channels = [np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform())) for _ in range(3)]
+    channels = [
+        np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform())) for _ in range(3)
+    ]
     image = np.stack(channels, axis=-1) * 0.35 + 0.5
     for _ in range(4):
         cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)

@@ -7,9 +7,9 @@ import pickle
 import zipfile
 
 import open_clip
-from open_clip.model import resize_pos_embed
 import pytest
 import torch
+from open_clip.model import resize_pos_embed
 from safetensors.torch import save_file
 
 import cliplab
@@ -58,8 +58,15 @@ def test_openclip_files_load(layout, tmp_path):
     state = ref.state_dict()
     if layout == "training-checkpoint":  # what OpenCLIP's trainer writes under DDP
         path = tmp_path / "epoch_1.pt"
-        torch.save({"epoch": 1, "name": "run", "state_dict": {f"module.{k}": v for k, v in state.items()},
-                    "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}}, path)
+        torch.save(
+            {
+                "epoch": 1,
+                "name": "run",
+                "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+            },
+            path,
+        )
     elif layout == "plain-bin":
         path = tmp_path / "open_clip_pytorch_model.bin"
         torch.save(state, path)
@@ -129,7 +136,9 @@ def test_openai_fp16_archive_with_extra_entries(tmp_path):
     # OpenAI's archives hold the model at the top level; emulate that by dropping the wrapper prefix.
     plain = {k.removeprefix("inner."): v for k, v in state.items()}
     loaded = cliplab.build_model(plain).float()
-    assert torch.equal(outputs(loaded), outputs(cliplab.build_model({k: v.half() for k, v in model.state_dict().items()}).float()))
+    assert torch.equal(
+        outputs(loaded), outputs(cliplab.build_model({k: v.half() for k, v in model.state_dict().items()}).float())
+    )
 
 
 def test_plain_openai_state_dict_file(tmp_path):
@@ -240,11 +249,26 @@ def test_mismatched_weights_name_the_problem(tmp_path):
     state = small.state_dict()
     # missing and unexpected keys
     broken = {k: v for k, v in state.items() if not k.startswith("visual.ln_post")} | {"extra.weight": torch.zeros(1)}
-    with pytest.raises(cliplab.CheckpointError, match=r"2 missing keys: visual.ln_post.bias, visual.ln_post.weight.*1 unexpected keys: extra.weight"):
+    with pytest.raises(
+        cliplab.CheckpointError,
+        match=r"2 missing keys: visual.ln_post.bias, visual.ln_post.weight.*1 unexpected keys: extra.weight",
+    ):
         cliplab.build_model(broken)
     # a configuration that disagrees with the tensors
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "lying.safetensors",
-              metadata={"format": "cliplab", "cliplab_config": cliplab.get_config("small-ViT/8@96px").to_dict().__repr__().replace("'", '"').replace("None", "null").replace("True", "true").replace("False", "false")})
+    save_file(
+        {k: v.contiguous() for k, v in state.items()},
+        tmp_path / "lying.safetensors",
+        metadata={
+            "format": "cliplab",
+            "cliplab_config": cliplab.get_config("small-ViT/8@96px")
+            .to_dict()
+            .__repr__()
+            .replace("'", '"')
+            .replace("None", "null")
+            .replace("True", "true")
+            .replace("False", "false"),
+        },
+    )
     with pytest.raises(cliplab.CheckpointError, match="shape mismatches: .*checkpoint .* vs model"):
         cliplab.load_model(tmp_path / "lying.safetensors")
     # weights of something that is not CLIP at all

@@ -53,17 +53,36 @@ def test_cliplab_to_hf_to_cliplab(name, tmp_path):
 
 
 SMALL_HF = dict(
-    text_config=dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, num_hidden_layers=3,
-                     max_position_embeddings=77, hidden_act="quick_gelu", eos_token_id=49407),
-    vision_config=dict(hidden_size=192, intermediate_size=768, num_attention_heads=3, num_hidden_layers=2,
-                       image_size=64, patch_size=16, hidden_act="quick_gelu"),
+    text_config=dict(
+        hidden_size=256,
+        intermediate_size=1024,
+        num_attention_heads=4,
+        num_hidden_layers=3,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        eos_token_id=49407,
+    ),
+    vision_config=dict(
+        hidden_size=192,
+        intermediate_size=768,
+        num_attention_heads=3,
+        num_hidden_layers=2,
+        image_size=64,
+        patch_size=16,
+        hidden_act="quick_gelu",
+    ),
     projection_dim=128,
 )
-LEGACY_EOS = {**SMALL_HF, "text_config": {**SMALL_HF["text_config"], "eos_token_id": 2, "hidden_act": "gelu"},
-              "vision_config": {**SMALL_HF["vision_config"], "hidden_act": "gelu"}}
+LEGACY_EOS = {
+    **SMALL_HF,
+    "text_config": {**SMALL_HF["text_config"], "eos_token_id": 2, "hidden_act": "gelu"},
+    "vision_config": {**SMALL_HF["vision_config"], "hidden_act": "gelu"},
+}
 
 
-@pytest.mark.parametrize("hf_config", [SMALL_HF, LEGACY_EOS, {}], ids=["small", "legacy-eos-gelu", "hf-default-vit-b-32"])
+@pytest.mark.parametrize(
+    "hf_config", [SMALL_HF, LEGACY_EOS, {}], ids=["small", "legacy-eos-gelu", "hf-default-vit-b-32"]
+)
 def test_hf_model_to_cliplab(hf_config, tmp_path):
     """A CLIPModel made and saved by transformers itself loads into cliplab with equal embeddings."""
     torch.manual_seed(0)

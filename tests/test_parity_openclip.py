@@ -71,7 +71,14 @@ def test_random_initialisation_statistics_match_openai():
     torch.manual_seed(0)
     ours = cliplab.create_model("ViT-B/32").state_dict()
     ref = open_clip.create_model("ViT-B-32-quickgelu").state_dict()
-    for key in ("token_embedding.weight", "positional_embedding", "text_projection", "transformer.resblocks.0.attn.in_proj_weight",
-                "transformer.resblocks.0.mlp.c_proj.weight", "visual.proj", "visual.transformer.resblocks.0.attn.in_proj_weight"):
+    for key in (
+        "token_embedding.weight",
+        "positional_embedding",
+        "text_projection",
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "transformer.resblocks.0.mlp.c_proj.weight",
+        "visual.proj",
+        "visual.transformer.resblocks.0.attn.in_proj_weight",
+    ):
         assert ours[key].std().item() == pytest.approx(ref[key].std().item(), rel=0.05), key
     assert ours["logit_scale"].item() == pytest.approx(ref["logit_scale"].item())

@@ -19,15 +19,64 @@ WORDS = (
     "near beside through wearing shirt hat camera mountain climbing surfer wave building city night photo picture"
 ).split()
 SCRIPTS = [
-    "北京的一只小狗在雪地里奔跑", "東京タワーの夜景", "서울의 거리에서 자전거를 타는 사람", "Москва — столица России",
-    "Η γάτα κάθεται στο παράθυρο", "القطة تجلس على النافذة", "कुत्ता घास पर दौड़ रहा है", "แมวนั่งอยู่บนหน้าต่าง",
-    "עברית עם ניקוד", "Ελληνικά ΚΕΦΑΛΑΙΑ", "Tiếng Việt có dấu", "ქართული", "Ärger über Öl und Übermut", "ﬁne ﬂour",
-    "ＦＵＬＬＷＩＤＴＨ　ｔｅｘｔ１２３", "e\u0301le\u0300ve combining", "İstanbul ışık",
+    "北京的一只小狗在雪地里奔跑",
+    "東京タワーの夜景",
+    "서울의 거리에서 자전거를 타는 사람",
+    "Москва — столица России",
+    "Η γάτα κάθεται στο παράθυρο",
+    "القطة تجلس على النافذة",
+    "कुत्ता घास पर दौड़ रहा है",
+    "แมวนั่งอยู่บนหน้าต่าง",
+    "עברית עם ניקוד",
+    "Ελληνικά ΚΕΦΑΛΑΙΑ",
+    "Tiếng Việt có dấu",
+    "ქართული",
+    "Ärger über Öl und Übermut",
+    "ﬁne ﬂour",
+    "ＦＵＬＬＷＩＤＴＨ　ｔｅｘｔ１２３",
+    "e\u0301le\u0300ve combining",
+    "İstanbul ışık",
 ]
 EMOJI = ["😀", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "❤️", "🐕‍🦺", "☃", "✨🎉", "🏳️‍🌈"]
-ENTITIES = ["&amp;", "&lt;b&gt;", "&quot;hi&quot;", "&#39;", "&nbsp;", "&eacute;", "&amp;amp;", "&#x1F600;", "&copy;", "& co", "&bogus;"]
-ODD = ["\x00", "\x07", "\t", "\n", "\r\n", "\x0b", "\x1b[31m", "\x7f", "\x85", "\u200b", "\ufeff", "\u00a0", "\u2028",
-       "\u3000", "“curly”", "‘single’", "cafÃ©", "naÃ¯ve", "â€œmojibakeâ€\x9d", "\x80\x9f", "--", "...", "!!!", "?!"]
+ENTITIES = [
+    "&amp;",
+    "&lt;b&gt;",
+    "&quot;hi&quot;",
+    "&#39;",
+    "&nbsp;",
+    "&eacute;",
+    "&amp;amp;",
+    "&#x1F600;",
+    "&copy;",
+    "& co",
+    "&bogus;",
+]
+ODD = [
+    "\x00",
+    "\x07",
+    "\t",
+    "\n",
+    "\r\n",
+    "\x0b",
+    "\x1b[31m",
+    "\x7f",
+    "\x85",
+    "\u200b",
+    "\ufeff",
+    "\u00a0",
+    "\u2028",
+    "\u3000",
+    "“curly”",
+    "‘single’",
+    "cafÃ©",
+    "naÃ¯ve",
+    "â€œmojibakeâ€\x9d",
+    "\x80\x9f",
+    "--",
+    "...",
+    "!!!",
+    "?!",
+]
 PUNCT = list("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~") + ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "n't", "I'M", "O'Neil"]
 SPECIAL_LITERALS = ("<|startoftext|>", "<|endoftext|>", "<start_of_text>", "<end_of_text>")
 
@@ -41,11 +90,27 @@ def varied_strings(count: int, seed: int = 0) -> list[str]:
         if kind == 0:  # a very long text that needs truncation
             strings.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 300))))
         elif kind == 1:  # random code points, surrogates excluded
-            strings.append("".join(chr(rng.choice([rng.randint(0x20, 0x7F), rng.randint(0xA0, 0x2FFF), rng.randint(0x3000, 0xD7FF),
-                                                   rng.randint(0xE000, 0xFFFD), rng.randint(0x1F300, 0x1FAFF)]))
-                                   for _ in range(rng.randint(1, 40))))
+            strings.append(
+                "".join(
+                    chr(
+                        rng.choice(
+                            [
+                                rng.randint(0x20, 0x7F),
+                                rng.randint(0xA0, 0x2FFF),
+                                rng.randint(0x3000, 0xD7FF),
+                                rng.randint(0xE000, 0xFFFD),
+                                rng.randint(0x1F300, 0x1FAFF),
+                            ]
+                        )
+                    )
+                    for _ in range(rng.randint(1, 40))
+                )
+            )
         elif kind == 2:  # captions with odd casing and spacing
-            words = [rng.choice(WORDS).upper() if rng.random() < 0.2 else rng.choice(WORDS) for _ in range(rng.randint(3, 20))]
+            words = [
+                rng.choice(WORDS).upper() if rng.random() < 0.2 else rng.choice(WORDS)
+                for _ in range(rng.randint(3, 20))
+            ]
             strings.append(rng.choice(["", "  ", "\t"]).join([" ".join(words), rng.choice([".", "!", "", " ."])]))
         else:  # captions mixing every pool
             pieces = [rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 25))]
@@ -82,8 +147,9 @@ def test_ids_match_openclip_on_10k_varied_strings(reference):
 
 def test_ascii_fast_path_equals_full_cleaning():
     """Skipping ftfy and HTML unescaping for printable ASCII without '&' changes nothing."""
-    import ftfy
     import html
+
+    import ftfy
 
     for text in varied_strings(3000, seed=1):
         if text.isascii() and text.isprintable() and "&" not in text:

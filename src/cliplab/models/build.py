@@ -145,8 +145,6 @@ def resize_positional_embedding(
     pos = state_dict[key]
     first, grid = pos[:1], pos[1:]  # 1 D, (G*G) D
     grid = grid.float().reshape(1, old_grid, old_grid, -1).permute(0, 3, 1, 2)  # 1 D G G
-    grid = F.interpolate(
-        grid, size=(new_grid, new_grid), mode="bicubic", antialias=True, align_corners=False
-    )
+    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", antialias=True, align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, -1).to(pos.dtype)  # (G'*G') D
     return {**state_dict, key: torch.cat([first, grid], dim=0)}

@@ -1,0 +1,57 @@
+"""The `cliplab` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+import transformers
+
+import cliplab
+from cliplab.cli import main
+
+
+def test_models_lists_the_paper_architectures(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("RN50x64", "ViT-L/14@336px", "tiny-ViT/8@64px"))
+
+
+def test_convert_to_hf_and_back(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px")
+    torch.save(model.state_dict(), tmp_path / "openai_style.pt")
+    assert main(["convert", str(tmp_path / "openai_style.pt"), str(tmp_path / "hf"), "--to", "hf"]) == 0
+    assert transformers.CLIPModel.from_pretrained(tmp_path / "hf").config.projection_dim == 128
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "back.safetensors")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    back = cliplab.load_model(tmp_path / "back.safetensors")
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert main(["info", str(tmp_path / "back.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "format:     cliplab" in out and '"patch_size": 8' in out
+
+
+def test_bad_input_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"junk" * 10)
+    result = subprocess.run(
+        [sys.executable, "-m", "cliplab.cli.main", "info", str(tmp_path / "junk.pt")], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "cliplab info: error:" in result.stderr and "not a checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlib.metadata import entry_points; "
+            "print([e.value for e in entry_points(group='console_scripts') if e.name == 'cliplab'])",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "cliplab.cli:main" in result.stdout

@@ -1,0 +1,123 @@
+"""Model behaviour: attention implementations, text trimming, names and overrides."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import cliplab
+from cliplab.models import ATTENTION_FUNCTIONS, get_config, set_attention
+from cliplab.models.layers import reference_attention, sdpa_attention
+
+from .conftest import CAPTIONS
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_equals_plain_softmax_attention(causal):
+    q, k, v = torch.randn(3, 2, 4, 17, 16).unbind(0)
+    assert (sdpa_attention(q, k, v, causal) - reference_attention(q, k, v, causal)).abs().max() <= 1e-6
+    if causal:  # the first position attends only to itself
+        assert torch.allclose(reference_attention(q, k, v, True)[:, :, 0], v[:, :, 0])
+
+
+@pytest.mark.parametrize("name", ["tiny-ViT/8@64px", "tiny-RN@64px"])
+def test_whole_model_same_with_either_attention(name):
+    torch.manual_seed(0)
+    model = cliplab.create_model(name).eval()
+    images, text = torch.randn(2, 3, 64, 64), cliplab.tokenize(CAPTIONS[:2])
+    with torch.no_grad():
+        fast = model(images, text)[0]
+        slow = set_attention(model, "reference")(images, text)[0]
+    assert (fast - slow).abs().max() <= 1e-4  # logits: cosines x 14.3
+    assert all(m.attention_fn is reference_attention for m in model.modules() if hasattr(m, "attention_fn"))
+    with pytest.raises(ValueError, match="unknown attention"):
+        set_attention(model, "flash-9000")
+    assert set(ATTENTION_FUNCTIONS) == {"sdpa", "reference"}
+
+
+def test_trimming_text_padding_changes_nothing_in_inference_or_training():
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px")
+    text = cliplab.tokenize(CAPTIONS)
+    assert int(text.argmax(-1).max()) + 1 < 40  # the batch really is much shorter than 77
+
+    def run(trim: bool):
+        model.zero_grad()
+        model.trim_text_padding = trim
+        features = model.encode_text(text)
+        features.square().sum().backward()
+        return features.detach(), model.token_embedding.weight.grad.clone(), model.positional_embedding.grad.clone()
+
+    trimmed, full = run(True), run(False)
+    for ours, plain in zip(trimmed, full):  # features, then the two embedding gradients
+        assert (ours - plain).abs().max() <= 1e-5 * max(1.0, plain.abs().max().item())  # float32 rounding only
+    assert full[2][40:].abs().max() == 0  # padding positions never receive gradient either way
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px")
+    images, text = torch.randn(2, 3, 64, 64), cliplab.tokenize(CAPTIONS[:2])
+
+    def grads():
+        model.zero_grad()
+        model(images, text)[0].logsumexp(0).sum().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    assert (grads() - plain).abs().max() <= 1e-6
+
+
+def test_logits_use_a_capped_temperature():
+    model = cliplab.create_model("tiny-ViT/8@64px").eval()
+    images, text = torch.randn(2, 3, 64, 64), cliplab.tokenize(CAPTIONS[:2])
+    assert model.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(1000.0))
+        logits, _ = model(images, text)
+    assert logits.abs().max() <= 100.0 + 1e-4
+
+
+def test_names_spellings_and_overrides():
+    assert cliplab.available_models()[:9] == [
+        "RN50",
+        "RN101",
+        "RN50x4",
+        "RN50x16",
+        "RN50x64",
+        "ViT-B/32",
+        "ViT-B/16",
+        "ViT-L/14",
+        "ViT-L/14@336px",
+    ]
+    assert get_config("ViT-L/14@336px") == get_config("ViT-L-14-336") == get_config("vit-l-14-336-quickgelu")
+    assert get_config("ViT-B/16").vision.patch_size == 16 and get_config("RN50x4").vision.image_size == 288
+    model = cliplab.create_model("ViT-B/32", image_size=96, activation="gelu", text={"layers": 1}, vision={"layers": 1})
+    assert model.image_size == 96 and model.config.activation == "gelu" and len(model.transformer.resblocks) == 1
+    with pytest.raises(ValueError, match="unknown model 'ViT-Z/99'"):
+        cliplab.create_model("ViT-Z/99")
+    with pytest.raises(TypeError, match="unknown model option 'depth'"):
+        cliplab.create_model("ViT-B/32", depth=3)
+    with pytest.raises(ValueError, match="not a multiple of patch size"):
+        cliplab.create_model("ViT-B/32", image_size=100)
+    with pytest.raises(ValueError, match="unknown activation"):
+        cliplab.create_model("RN50", activation="swish")
+
+
+def test_bad_text_input_is_explained():
+    model = cliplab.create_model("tiny-ViT/8@64px")
+    with pytest.raises(ValueError, match="shape \\(batch, length\\)"):
+        model.encode_text(torch.zeros(77, dtype=torch.long))
+    with pytest.raises(ValueError, match="context length is 77"):
+        model.encode_text(torch.zeros(1, 80, dtype=torch.long))
+    assert model.encode_text(torch.zeros(0, 77, dtype=torch.long)).shape == (0, 128)
+
+
+def test_small_configurations_are_small():
+    for name in ("tiny-ViT/8@64px", "small-ViT/8@96px", "tiny-RN@64px"):
+        model = cliplab.create_model(name)
+        assert sum(p.numel() for p in model.parameters()) < 30e6
+        assert model.image_size <= 128
