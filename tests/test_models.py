@@ -121,3 +121,22 @@ def test_small_configurations_are_small():
         model = cliplab.create_model(name)
         assert sum(p.numel() for p in model.parameters()) < 30e6
         assert model.image_size <= 128
+
+
+def test_inference_quickgelu_equals_the_autograd_path():
+    from cliplab.models.layers import QuickGELU
+
+    x = torch.randn(4, 50, 3072)
+    with torch.no_grad():
+        fast = QuickGELU()(x.clone())
+    slow = QuickGELU()(x.clone().requires_grad_())
+    assert torch.equal(fast, slow.detach())
+
+
+def test_resnet_keeps_channels_last_weights_after_loading():
+    model = cliplab.create_model("tiny-RN@64px")
+    model.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    assert model.visual.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(images), model.encode_image(images.contiguous(memory_format=torch.channels_last)))

@@ -62,7 +62,10 @@ class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x): the activation OpenAI's released CLIP weights were trained with."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        # Same arithmetic in place: one buffer instead of three on the inference path.
+        return torch.mul(x, 1.702).sigmoid_().mul_(x)
 
 
 def make_activation(name: str) -> nn.Module:

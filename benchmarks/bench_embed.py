@@ -1,0 +1,87 @@
+"""Image and text embedding throughput: cliplab against open-clip-torch and transformers.
+
+Same weights, same inputs, same process, runs alternating; prints medians and ratios.
+
+    python benchmarks/bench_embed.py                 # ViT-B/32 and RN50, batch 32
+    python benchmarks/bench_embed.py --models ViT-B/16 --batch 16 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import captions, compare, machine, matmul_peak_gflops, report  # noqa: E402
+
+import cliplab  # noqa: E402
+
+OPENCLIP_NAMES = {"ViT-B/32": "ViT-B-32-quickgelu", "ViT-B/16": "ViT-B-16-quickgelu", "RN50": "RN50-quickgelu",
+                  "RN101": "RN101-quickgelu", "ViT-L/14": "ViT-L-14-quickgelu"}
+
+
+def flops_per_image(model: cliplab.CLIP) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.encode_image(torch.randn(1, 3, model.image_size, model.image_size))
+    return counter.get_total_flops()
+
+
+def reference_models(name: str, folder: Path):
+    """open_clip's model with seeded random weights, cliplab's and (for ViTs) transformers' holding the same."""
+    import open_clip
+    import transformers
+
+    torch.manual_seed(0)
+    ref = open_clip.create_model(OPENCLIP_NAMES[name]).eval()
+    ours = cliplab.build_model(ref.state_dict()).eval()
+    models = {"cliplab": ours, "open_clip": ref}
+    if not ours.config.vision.is_resnet:
+        cliplab.save_hf_folder(ours, folder / "hf")
+        models["transformers"] = transformers.CLIPModel.from_pretrained(folder / "hf").eval()
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["ViT-B/32", "RN50"], choices=sorted(OPENCLIP_NAMES))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    peak = matmul_peak_gflops()
+    print(f"machine: {machine()}; float32 matmul peak {peak:.0f} GFLOP/s")
+    texts = captions(args.batch)
+    prompts = [f"a photo of a {c}." for c in ("dog", "cat", "red envelope", "golden retriever", "chain saw", "church",
+                                               "tench", "parachute")] * (args.batch // 8 + 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            models = reference_models(name, Path(tmp))
+            ours = models["cliplab"]
+            size = ours.image_size
+            images = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            image_fns = {"cliplab": lambda: ours.encode_image(images), "open_clip": lambda: models["open_clip"].encode_image(images)}
+            if "transformers" in models:
+                hf = models["transformers"]
+                image_fns["transformers"] = lambda: hf.get_image_features(pixel_values=images)
+            report(f"{name} image embedding, batch {args.batch}", compare(image_fns, rounds=args.rounds), args.batch,
+                   "images", flops_per_image(ours), peak)
+
+            for label, batch_texts in (("Flickr8k-style captions", texts), ("short prompts", prompts[: args.batch])):
+                ids = cliplab.tokenize(batch_texts, truncate=True)
+                text_fns = {"cliplab": lambda ids=ids: ours.encode_text(ids),
+                            "open_clip": lambda ids=ids: models["open_clip"].encode_text(ids)}
+                if "transformers" in models:
+                    longest = int(ids.argmax(-1).max()) + 1  # transformers padded to the longest text
+                    text_fns["transformers"] = lambda ids=ids[:, :longest]: hf.get_text_features(input_ids=ids)
+                report(f"{name} text embedding, {label} (longest {int(ids.argmax(-1).max()) + 1} tokens), batch {args.batch}",
+                       compare(text_fns, rounds=args.rounds), args.batch, "texts")
+
+
+if __name__ == "__main__":
+    main()
