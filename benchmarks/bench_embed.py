@@ -17,12 +17,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cliplab  # noqa: E402
 from common import captions, compare, machine, matmul_peak_gflops, report  # noqa: E402
 
-import cliplab  # noqa: E402
-
-OPENCLIP_NAMES = {"ViT-B/32": "ViT-B-32-quickgelu", "ViT-B/16": "ViT-B-16-quickgelu", "RN50": "RN50-quickgelu",
-                  "RN101": "RN101-quickgelu", "ViT-L/14": "ViT-L-14-quickgelu"}
+OPENCLIP_NAMES = {
+    "ViT-B/32": "ViT-B-32-quickgelu",
+    "ViT-B/16": "ViT-B-16-quickgelu",
+    "RN50": "RN50-quickgelu",
+    "RN101": "RN101-quickgelu",
+    "ViT-L/14": "ViT-L-14-quickgelu",
+}
 
 
 def flops_per_image(model: cliplab.CLIP) -> float:
@@ -47,6 +51,39 @@ def reference_models(name: str, folder: Path):
     return models
 
 
+def bench_images(name: str, models: dict, batch: int, rounds: int, peak: float) -> None:
+    ours = models["cliplab"]
+    images = torch.randn(batch, 3, ours.image_size, ours.image_size, generator=torch.Generator().manual_seed(0))
+    fns = {"cliplab": lambda: ours.encode_image(images), "open_clip": lambda: models["open_clip"].encode_image(images)}
+    if "transformers" in models:
+        fns["transformers"] = lambda: models["transformers"].get_image_features(pixel_values=images)
+    report(
+        f"{name} image embedding, batch {batch}",
+        compare(fns, rounds=rounds),
+        batch,
+        "images",
+        flops_per_image(ours),
+        peak,
+    )
+
+
+def bench_texts(name: str, models: dict, label: str, texts: list[str], rounds: int) -> None:
+    ids = cliplab.tokenize(texts, truncate=True)
+    longest = int(ids.argmax(-1).max()) + 1
+    fns = {
+        "cliplab": lambda: models["cliplab"].encode_text(ids),
+        "open_clip": lambda: models["open_clip"].encode_text(ids),
+    }
+    if "transformers" in models:  # transformers given the batch padded to its longest text
+        fns["transformers"] = lambda: models["transformers"].get_text_features(input_ids=ids[:, :longest])
+    report(
+        f"{name} text embedding, {label} (longest {longest} tokens), batch {len(texts)}",
+        compare(fns, rounds=rounds),
+        len(texts),
+        "texts",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["ViT-B/32", "RN50"], choices=sorted(OPENCLIP_NAMES))
@@ -56,31 +93,14 @@ def main() -> None:
 
     peak = matmul_peak_gflops()
     print(f"machine: {machine()}; float32 matmul peak {peak:.0f} GFLOP/s")
-    texts = captions(args.batch)
-    prompts = [f"a photo of a {c}." for c in ("dog", "cat", "red envelope", "golden retriever", "chain saw", "church",
-                                               "tench", "parachute")] * (args.batch // 8 + 1)
+    classes = ("dog", "cat", "red envelope", "golden retriever", "chain saw", "church", "tench", "parachute")
+    prompts = [f"a photo of a {c}." for c in classes] * (args.batch // len(classes) + 1)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             models = reference_models(name, Path(tmp))
-            ours = models["cliplab"]
-            size = ours.image_size
-            images = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-            image_fns = {"cliplab": lambda: ours.encode_image(images), "open_clip": lambda: models["open_clip"].encode_image(images)}
-            if "transformers" in models:
-                hf = models["transformers"]
-                image_fns["transformers"] = lambda: hf.get_image_features(pixel_values=images)
-            report(f"{name} image embedding, batch {args.batch}", compare(image_fns, rounds=args.rounds), args.batch,
-                   "images", flops_per_image(ours), peak)
-
-            for label, batch_texts in (("Flickr8k-style captions", texts), ("short prompts", prompts[: args.batch])):
-                ids = cliplab.tokenize(batch_texts, truncate=True)
-                text_fns = {"cliplab": lambda ids=ids: ours.encode_text(ids),
-                            "open_clip": lambda ids=ids: models["open_clip"].encode_text(ids)}
-                if "transformers" in models:
-                    longest = int(ids.argmax(-1).max()) + 1  # transformers padded to the longest text
-                    text_fns["transformers"] = lambda ids=ids[:, :longest]: hf.get_text_features(input_ids=ids)
-                report(f"{name} text embedding, {label} (longest {int(ids.argmax(-1).max()) + 1} tokens), batch {args.batch}",
-                       compare(text_fns, rounds=args.rounds), args.batch, "texts")
+            bench_images(name, models, args.batch, args.rounds, peak)
+            bench_texts(name, models, "Flickr8k-style captions", captions(args.batch), args.rounds)
+            bench_texts(name, models, "short prompts", prompts[: args.batch], args.rounds)
 
 
 if __name__ == "__main__":

@@ -139,4 +139,6 @@ def test_resnet_keeps_channels_last_weights_after_loading():
     assert model.visual.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(model.encode_image(images), model.encode_image(images.contiguous(memory_format=torch.channels_last)))
+        assert torch.equal(
+            model.encode_image(images), model.encode_image(images.contiguous(memory_format=torch.channels_last))
+        )
