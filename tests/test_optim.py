@@ -18,8 +18,14 @@ def test_no_weight_decay_on_gains_biases_and_temperature():
     names = {id(p): n for n, p in model.named_parameters()}
     no_decay_names = {names[id(p)] for p in no_decay["params"]}
     assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
-    assert {"logit_scale", "ln_final.weight", "ln_final.bias", "visual.class_embedding",
-            "transformer.resblocks.0.attn.in_proj_bias", "transformer.resblocks.0.mlp.c_fc.bias"} <= no_decay_names
+    assert {
+        "logit_scale",
+        "ln_final.weight",
+        "ln_final.bias",
+        "visual.class_embedding",
+        "transformer.resblocks.0.attn.in_proj_bias",
+        "transformer.resblocks.0.mlp.c_fc.bias",
+    } <= no_decay_names
     assert all(names[id(p)].endswith(("weight", "proj", "embedding", "projection")) for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     assert build_optimizer(model).defaults["betas"] == (0.9, 0.98)

@@ -1,0 +1,90 @@
+"""A map-style dataset of captioned images for contrastive training.
+
+A bad sample (see `decode.py`) is replaced by the next good one in dataset order, and the skip
+is recorded in the item, so batches keep their size (distributed gathering needs equal shapes on
+every rank) and nothing is silently lost. One caption is drawn per visit, from a generator seeded
+by (seed, epoch, index), so a resumed run draws the same captions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from ..tokenizer import tokenize
+from .decode import BadSample, check_caption, read_image
+from .table import CaptionedImage
+
+
+@dataclass
+class Sample:
+    image: torch.Tensor
+    text: torch.Tensor  # token ids, (context_length,)
+    skipped: list[tuple[str, str]]  # (path, reason) of bad samples passed over to reach this one
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # N 3 H W
+    texts: torch.Tensor  # N L
+    skipped: list[tuple[str, str]]
+
+    def skip_counts(self) -> Counter:
+        return Counter(reason for _, reason in self.skipped)
+
+
+class CaptionDataset(Dataset):
+    def __init__(
+        self,
+        entries: Sequence[CaptionedImage],
+        transform: Callable,
+        context_length: int = 77,
+        seed: int = 0,
+        max_skips: int = 1000,
+    ):
+        if not entries:
+            raise ValueError("the dataset has no entries")
+        self.entries = entries
+        self.transform = transform
+        self.context_length = context_length
+        self.seed = seed
+        self.epoch = 0
+        self.max_skips = max_skips
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Sample:
+        skipped: list[tuple[str, str]] = []
+        for offset in range(min(self.max_skips, len(self.entries))):
+            entry = self.entries[(index + offset) % len(self.entries)]
+            try:
+                return Sample(*self._load(entry, index + offset), skipped)
+            except BadSample as bad:
+                skipped.append((str(entry.path), bad.reason))
+        raise RuntimeError(
+            f"{len(skipped)} bad samples in a row from index {index}, e.g. {skipped[:3]}: is the data path right?"
+        )
+
+    def _load(self, entry: CaptionedImage, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
+        caption = check_caption(rng.choice(entry.captions))
+        with read_image(entry.path) as image:
+            pixels = self.transform(image)
+        return pixels, tokenize(caption, context_length=self.context_length, truncate=True)[0]
+
+
+def collate(samples: list[Sample]) -> Batch:
+    return Batch(
+        images=torch.stack([s.image for s in samples]),
+        texts=torch.stack([s.text for s in samples]),
+        skipped=[skip for s in samples for skip in s.skipped],
+    )

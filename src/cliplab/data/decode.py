@@ -1,0 +1,69 @@
+"""Decoding one training sample, turning every way it can be bad into a `BadSample` with a reason."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+# PIL's own default; larger images are refused as possible decompression bombs.
+MAX_PIXELS = 89_478_485
+
+
+class BadSample(Exception):
+    """A sample that cannot be used; `reason` is a short, countable label."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A fully decoded PIL image from encoded bytes, or BadSample."""
+    if not data:
+        raise BadSample("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadSample("too many pixels", f"{width}x{height} exceeds {max_pixels:,}")
+            image.load()  # decode now, so truncation shows here and not inside a transform
+    except BadSample:
+        raise
+    except UnidentifiedImageError:
+        raise BadSample("not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise BadSample("too many pixels", str(err)) from None
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        raise BadSample("undecodable image", str(err)) from None
+    return image
+
+
+def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadSample("missing file", str(path)) from None
+    except OSError as err:
+        raise BadSample("unreadable file", f"{path}: {err}") from None
+    return decode_image(data, max_pixels)
+
+
+def check_caption(caption: str | bytes) -> str:
+    """The caption as text, or BadSample if it is empty or not valid UTF-8."""
+    if isinstance(caption, bytes):
+        try:
+            caption = caption.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadSample("caption not UTF-8") from None
+    try:
+        caption.encode("utf-8")  # surrogate escapes from undecodable bytes in a table fail here
+    except UnicodeEncodeError:
+        raise BadSample("caption not UTF-8") from None
+    if not caption.strip():
+        raise BadSample("empty caption")
+    return caption
