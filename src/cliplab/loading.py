@@ -25,7 +25,7 @@ def cache_dirs() -> list[Path]:
 
 
 def _released_file_names(name: str) -> list[str]:
-    """File names a released checkpoint of this architecture goes by (OpenAI's, then OpenCLIP's)."""
+    """File names looked for in the caches: OpenAI's release name, as .pt or as .safetensors."""
     openai = display_name(name).replace("/", "-").replace("@", "-")  # "ViT-L/14@336px" -> "ViT-L-14-336px"
     return [f"{openai}.pt", f"{openai}.safetensors"]
 
