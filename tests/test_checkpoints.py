@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -125,9 +126,8 @@ def test_openai_torchscript_archive_loads_without_running_it(tmp_path, monkeypat
 def test_openai_fp16_archive_with_extra_entries(tmp_path):
     torch.manual_seed(0)
     model = cliplab.create_model("tiny-RN@64px").eval()
-    wrapped = OpenAIStyle(model).half()
-    traced = torch.jit.trace(wrapped.float(), (torch.randn(1, 3, 64, 64), cliplab.tokenize(["a"])), check_trace=False)
-    traced = traced.half()
+    example = (torch.randn(1, 3, 64, 64), cliplab.tokenize(["a"]))
+    traced = torch.jit.trace(OpenAIStyle(model), example, check_trace=False).half()  # fp16, as released
     path = tmp_path / "RN-tiny.pt"
     torch.jit.save(traced, path)
     state = cliplab.read_checkpoint(path).state_dict
@@ -188,7 +188,8 @@ def saved(tmp_path):
 
 
 def truncate(src, dst, fraction=0.5):
-    return write(dst, src.read_bytes()[: int(len(src.read_bytes()) * fraction)])
+    data = src.read_bytes()
+    return write(dst, data[: int(len(data) * fraction)])
 
 
 def write(path, data: bytes):
@@ -260,13 +261,7 @@ def test_mismatched_weights_name_the_problem(tmp_path):
         tmp_path / "lying.safetensors",
         metadata={
             "format": "cliplab",
-            "cliplab_config": cliplab.get_config("small-ViT/8@96px")
-            .to_dict()
-            .__repr__()
-            .replace("'", '"')
-            .replace("None", "null")
-            .replace("True", "true")
-            .replace("False", "false"),
+            "cliplab_config": json.dumps(cliplab.get_config("small-ViT/8@96px").to_dict()),
         },
     )
     with pytest.raises(cliplab.CheckpointError, match="shape mismatches: .*checkpoint .* vs model"):
