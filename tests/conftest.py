@@ -64,3 +64,22 @@ def image_files(tmp_path_factory) -> list:
     save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"))
     save("bilevel.png", Image.fromarray(rgb).convert("1"))
     return files
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220), "yellow": (230, 220, 30)}
+
+
+def write_caption_table(folder, count: int, size: int = 40, name: str = "captions.tsv"):
+    """`count` small JPEGs, each tinted by one colour, with two captions that name it, and their TSV table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    names = list(COLOURS)
+    rows = ["image\tcaption"]
+    for i in range(count):
+        colour = names[i % len(names)]
+        pixels = natural_image(size, size, seed=i).astype(np.float32) * 0.4 + np.array(COLOURS[colour]) * 0.6
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / "images" / f"{i:04d}.jpg", quality=90)
+        rows += [f"{i:04d}.jpg\ta {colour} picture number {i}", f"{i:04d}.jpg\tsomething {colour}"]
+    table = folder / name
+    table.write_text("\n".join(rows) + "\n")
+    return table

@@ -33,6 +33,9 @@ class Batch:
     images: torch.Tensor  # N 3 H W
     texts: torch.Tensor  # N L
     skipped: list[tuple[str, str]]
+    # Streams of shards: which worker stream made the batch, and how far into it (in raw samples) it ends.
+    stream: int | None = None
+    position: int | None = None
 
     def skip_counts(self) -> Counter:
         return Counter(reason for _, reason in self.skipped)
@@ -78,8 +81,19 @@ class CaptionDataset(Dataset):
         rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
         caption = check_caption(rng.choice(entry.captions))
         with read_image(entry.path) as image:
-            pixels = self.transform(image)
+            pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
         return pixels, tokenize(caption, context_length=self.context_length, truncate=True)[0]
+
+
+def seeded_transform(transform: Callable, image, seed: int) -> torch.Tensor:
+    """`transform(image)` with torch's random generator seeded for this sample alone.
+
+    Random augmentations then depend on the sample, not on which worker loaded it or what ran
+    before, so a resumed run (or one with another number of workers) sees the same crops.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(image)
 
 
 def collate(samples: list[Sample]) -> Batch:

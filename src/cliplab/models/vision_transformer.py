@@ -25,6 +25,18 @@ class VisionTransformer(nn.Module):
         self.transformer = Transformer(width, layers, heads, activation)
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+        # FLIP (Li et al., 2023): in training, keep a random (1 - patch_dropout) share of the patch
+        # tokens. A training option, not part of the architecture; evaluation always sees every patch.
+        self.patch_dropout = 0.0
+
+    def drop_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N L D with the class token first; keeps it and a random subset of the L - 1 patches."""
+        patches = x.shape[1] - 1
+        keep = max(1, int(patches * (1 - self.patch_dropout)))
+        scores = torch.randn(x.shape[0], patches, device=x.device)
+        kept = scores.topk(keep, dim=-1).indices + 1  # N keep, indices into L
+        kept = torch.cat([kept.new_zeros(x.shape[0], 1), kept], dim=1)  # N (keep + 1)
+        return x.gather(1, kept.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # N (keep + 1) D
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)  # N C H W -> N D G G
@@ -32,6 +44,8 @@ class VisionTransformer(nn.Module):
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # N 1 D
         x = torch.cat([cls, x], dim=1)  # N L D, L = G*G + 1
         x = x + self.positional_embedding.to(x.dtype)
+        if self.training and self.patch_dropout > 0:
+            x = self.drop_patches(x)
         x = self.ln_pre(x)
         x = self.transformer(x)
         x = self.ln_post(x[:, 0, :])  # class token: N D

@@ -1,0 +1,171 @@
+"""Batches for training, split over processes and workers, restartable at any step of an epoch.
+
+Two sources:
+- a caption table: a map-style dataset read in a seeded per-epoch permutation; each process takes
+  its slice of every global batch, and a resumed run starts the permutation at its step;
+- WebDataset shards: each (process, worker) pair reads its own stream of shards and batches it
+  itself; every batch says which stream made it and how far into the stream it ends, so a resumed
+  run restarts each stream where its last used batch ended.
+Either way a sample's caption choice and random crop are seeded by the sample, so what a step sees
+does not depend on the number of workers or on having been resumed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
+
+from ..tokenizer import tokenize
+from .dataset import Batch, CaptionDataset, Sample, collate, seeded_transform
+from .decode import BadSample, check_caption, decode_image
+from .shards import ShardCutOff, iter_shard, sample_captions, sample_image_bytes
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """This process's indices for each global batch of one epoch, from `start_step` on.
+
+    The permutation depends only on (seed, epoch); the last incomplete global batch is dropped, so
+    every process runs the same number of steps.
+    """
+
+    def __init__(self, size: int, batch_size: int, rank: int, world: int, seed: int, epoch: int, start_step: int = 0):
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over {world} processes")
+        if size < batch_size:
+            raise ValueError(f"the dataset has {size} samples, fewer than one batch of {batch_size}")
+        self.size, self.batch_size, self.rank, self.world = size, batch_size, rank, world
+        self.seed, self.epoch, self.start_step = seed, epoch, start_step
+
+    @property
+    def steps(self) -> int:
+        return self.size // self.batch_size
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        per_rank = self.batch_size // self.world
+        for step in range(self.start_step, self.steps):
+            start = step * self.batch_size + self.rank * per_rank
+            yield order[start : start + per_rank]
+
+
+@dataclass
+class StreamState:
+    """Where each worker stream of a shard source stands: raw samples read, by stream."""
+
+    positions: dict[int, int] = field(default_factory=dict)
+    workers: int = 0
+
+
+class ShardStream(IterableDataset):
+    """An endless stream of this process's batches from WebDataset shards (one stream per worker).
+
+    Without `resample`, stream s of S reads shards s, s + S, ... of a per-pass shuffled shard list,
+    again and again; with it, shards are drawn with replacement. The trainer decides how many
+    batches make an epoch. A batch's `position` counts the raw samples (good or bad) its stream has
+    read; `start` maps streams to the positions to restart from, skipping without decoding.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[str],
+        transform: Callable,
+        context_length: int,
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 0,
+        epoch: int = 0,
+        resample: bool = False,
+        start: StreamState | None = None,
+        rotation: int = 0,
+    ):
+        self.shards = list(shards)
+        self.transform, self.context_length, self.batch_size = transform, context_length, batch_size
+        self.rank, self.world, self.seed, self.epoch, self.resample = rank, world, seed, epoch, resample
+        self.start = start or StreamState()
+        # Worker j plays stream (j + rotation) % workers, so that the DataLoader's round robin over
+        # workers continues, after a restart, with the stream whose turn it was.
+        self.rotation = rotation
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        role = (worker + self.rotation) % workers
+        stream = self.rank * workers + role
+        skip = self.start.positions.get(role, 0)
+        samples: list[Sample] = []
+        skipped: list[tuple[str, str]] = []
+        for position, shard, key, files, bad in self._raw_samples(stream, self.world * workers):
+            if position <= skip:
+                continue
+            if bad is not None:
+                skipped.append((f"{shard}:{key}", bad))
+                continue
+            try:
+                samples.append(Sample(*self._decode(files, f"{self.seed}/{self.epoch}/{stream}/{position}"), []))
+            except BadSample as err:
+                skipped.append((f"{shard}:{key}", err.reason))
+                continue
+            if len(samples) == self.batch_size:
+                batch = collate(samples)
+                batch.skipped, batch.stream, batch.position = skipped, role, position
+                yield batch
+                samples, skipped = [], []
+
+    def _raw_samples(self, stream: int, streams: int) -> Iterator[tuple[int, str, str, dict, str | None]]:
+        """(position, shard, key, files, reason if bad) for every raw sample of one stream, endlessly."""
+        if not self.resample and len(self.shards) < streams:
+            raise ValueError(
+                f"{len(self.shards)} shards cannot feed {streams} streams (processes x workers); "
+                "use fewer workers, more shards, or resample: true"
+            )
+        rng = random.Random(f"{self.seed}/{self.epoch}/{stream}")
+        position = 0
+        for pass_index in range(1 << 62):
+            if self.resample:
+                mine = [rng.choice(self.shards)]
+            else:
+                order = list(self.shards)
+                random.Random(f"{self.seed}/{self.epoch}/pass{pass_index}").shuffle(order)
+                mine = order[stream::streams]
+            for shard in mine:
+                try:
+                    for key, files in iter_shard(shard):
+                        position += 1
+                        yield position, shard, key, files, None
+                except ShardCutOff:
+                    position += 1
+                    yield position, shard, "", {}, "shard cut off"
+                except OSError:
+                    position += 1
+                    yield position, shard, "", {}, "unreadable shard"
+
+    def _decode(self, files: dict[str, bytes], sample_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = random.Random(sample_id)
+        caption = check_caption(rng.choice(sample_captions(files)))
+        with decode_image(sample_image_bytes(files)) as image:
+            pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
+        return pixels, tokenize(caption, context_length=self.context_length, truncate=True)[0]
+
+
+def table_loader(
+    dataset: CaptionDataset, batch_size: int, rank: int, world: int, epoch: int, start_step: int, workers: int
+) -> DataLoader:
+    """The DataLoader for one epoch of a caption table, starting at `start_step`."""
+    dataset.set_epoch(epoch)
+    sampler = EpochBatchSampler(len(dataset), batch_size, rank, world, dataset.seed, epoch, start_step)
+    return DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers, persistent_workers=False
+    )
+
+
+def shard_loader(stream: ShardStream, workers: int) -> DataLoader:
+    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False)

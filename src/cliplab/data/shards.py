@@ -1,0 +1,190 @@
+"""WebDataset tar shards: writing them from a caption table, and streaming samples out of them.
+
+The format is img2dataset's: `00000.tar`, `00001.tar`, ... each holding, per sample, files that share
+a key (`000000042.jpg`, `000000042.txt`, optionally `000000042.json`). cliplab writes every caption
+of an image into the `.json` (`{"captions": [...]}`) and the first into the `.txt`, and a
+`sizes.json` beside the shards with the sample count of each (OpenCLIP reads the same file).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..checkpoints.files import atomic_write
+from .decode import BadSample
+from .table import CaptionedImage
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+SIZES_FILE = "sizes.json"
+
+
+class ShardCutOff(Exception):
+    """A tar file that ends in the middle (a partial download or copy)."""
+
+
+@dataclass
+class ShardWriteReport:
+    shards: list[Path] = field(default_factory=list)
+    samples: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+
+def write_shards(
+    entries: Sequence[CaptionedImage],
+    out_dir: str | Path,
+    samples_per_shard: int = 1000,
+    progress: bool = True,
+) -> ShardWriteReport:
+    """Write `entries` as shards of at most `samples_per_shard` samples; images are copied byte for byte.
+
+    Images that are missing or empty are skipped and counted (decoding is left to training, which
+    skips and counts what fails there). Each shard is written atomically.
+    """
+    from tqdm import tqdm
+
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be positive, got {samples_per_shard}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = ShardWriteReport()
+    sizes: dict[str, int] = {}
+    pending: list[tuple[str, bytes, str, CaptionedImage]] = []
+
+    def flush() -> None:
+        path = out_dir / f"{len(report.shards):05d}.tar"
+        atomic_write(path, lambda tmp: _write_tar(tmp, pending))
+        report.shards.append(path)
+        sizes[path.name] = len(pending)
+        report.samples += len(pending)
+        pending.clear()
+
+    for index, entry in enumerate(tqdm(entries, desc="shards", unit="image", disable=not progress)):
+        try:
+            data = entry.path.read_bytes()
+        except OSError:
+            report.skipped["missing file"] += 1
+            continue
+        if not data:
+            report.skipped["empty file"] += 1
+            continue
+        extension = entry.path.suffix.lower().lstrip(".").replace("jpeg", "jpg") or "jpg"
+        pending.append((f"{index:09d}", data, extension, entry))
+        if len(pending) == samples_per_shard:
+            flush()
+    if pending:
+        flush()
+    atomic_write(out_dir / SIZES_FILE, lambda tmp: Path(tmp).write_text(json.dumps(sizes, indent=1)))
+    return report
+
+
+def _write_tar(path: str, samples: list[tuple[str, bytes, str, CaptionedImage]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for key, data, extension, entry in samples:
+            captions = list(entry.captions)
+            meta = json.dumps({"captions": captions, "source": str(entry.path)}, ensure_ascii=False)
+            caption = captions[0] if captions else ""
+            for name, payload in (
+                (f"{key}.{extension}", data),
+                (f"{key}.txt", caption.encode("utf-8", "surrogateescape")),
+                (f"{key}.json", meta.encode("utf-8", "surrogateescape")),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+
+
+def list_shards(source: str | Path) -> list[str]:
+    """The shard files of a folder (sorted), a single `.tar`, or a brace pattern `data/{00000..00099}.tar`."""
+    text = str(source)
+    if "{" in text:
+        return _expand_braces(text)
+    path = Path(text)
+    if path.is_dir():
+        shards = sorted(str(p) for p in path.glob("*.tar"))
+        if not shards:
+            raise FileNotFoundError(f"{path} has no .tar shards")
+        return shards
+    if path.suffix == ".tar":
+        return [text]
+    raise FileNotFoundError(f"{source}: not a folder of shards, a .tar file or a {{a..b}} pattern")
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    head, _, rest = pattern.partition("{")
+    body, _, tail = rest.partition("}")
+    first, sep, last = body.partition("..")
+    if not sep or not first.isdigit() or not last.isdigit():
+        raise ValueError(f"{pattern}: only numeric ranges like {{00000..00099}} are supported")
+    width = len(first)
+    return [f"{head}{i:0{width}d}{tail}" for i in range(int(first), int(last) + 1)]
+
+
+def shard_sizes(shards: Sequence[str]) -> dict[str, int] | None:
+    """Sample counts from the `sizes.json` beside the shards, when it covers them all."""
+    folders = {Path(s).parent for s in shards}
+    sizes: dict[str, int] = {}
+    for folder in folders:
+        path = folder / SIZES_FILE
+        if not path.is_file():
+            return None
+        for name, count in json.loads(path.read_text()).items():
+            sizes[str(folder / name)] = int(count)
+    return sizes if all(s in sizes for s in shards) else None
+
+
+def iter_shard(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a tar shard, streamed; ShardCutOff if it ends early.
+
+    Keys follow WebDataset: the member name up to the first dot of its base name.
+    """
+    key, files = None, {}
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                folder, _, base = member.name.rpartition("/")
+                stem, _, extension = base.partition(".")
+                member_key = f"{folder}/{stem}" if folder else stem
+                if member_key != key:
+                    if key is not None:
+                        yield key, files
+                    key, files = member_key, {}
+                reader = tar.extractfile(member)
+                files[extension.lower()] = reader.read() if reader else b""
+                if len(files[extension.lower()]) != member.size:
+                    raise ShardCutOff(f"{path}: {member.name} is cut off")
+    except (tarfile.ReadError, EOFError) as err:
+        raise ShardCutOff(f"{path}: {err}") from None
+    if key is not None:
+        yield key, files
+
+
+def sample_captions(files: dict[str, bytes]) -> list[str | bytes]:
+    """The captions of a sample: the `.json`'s "captions" list, else its `.txt` (bytes, checked later)."""
+    if "json" in files:
+        try:
+            meta = json.loads(files["json"])
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadSample("caption not UTF-8") from None
+        captions = meta.get("captions") if isinstance(meta, dict) else None
+        if captions:
+            return [str(c) for c in captions]
+        if isinstance(meta, dict) and "caption" in meta:
+            return [str(meta["caption"])]
+    if "txt" in files:
+        return [files["txt"]]
+    raise BadSample("no caption")
+
+
+def sample_image_bytes(files: dict[str, bytes]) -> bytes:
+    for extension in IMAGE_EXTENSIONS:
+        if extension in files:
+            return files[extension]
+    raise BadSample("no image")

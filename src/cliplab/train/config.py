@@ -1,0 +1,172 @@
+"""A training run's configuration: one flat dataclass, read from YAML or JSON plus `key=value` overrides.
+
+Flat on purpose: every option is one `key=value` away on the command line, and the resolved
+configuration saved with the run (`config.yaml`) is complete and readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+@dataclass
+class TrainConfig:
+    # Model
+    model: str = "tiny-ViT/8@64px"  # a built-in architecture (`cliplab models`)
+    # Data: a caption table (.csv/.tsv/.jsonl/.parquet) or a folder or brace pattern of WebDataset shards
+    data: str = ""
+    image_column: str = "image"
+    caption_column: str = "caption"
+    image_root: str | None = None
+    split: str | None = None  # rows of the table's `split` column to train on
+    samples_per_epoch: int | None = None  # shards only; read from the shards' sizes.json when absent
+    resample: bool = False  # shards only: draw shards with replacement (an endless stream)
+    workers: int = 2
+    # Validation: a caption table (often the same file with another split); empty for none
+    val_data: str = ""
+    val_split: str | None = None
+    val_every: int = 0  # steps; 0 means once per epoch
+    # Schedule and optimiser (the paper's AdamW settings)
+    batch_size: int = 64  # global: split evenly over the processes
+    micro_batch_size: int | None = None  # gradient caching: encode at most this many pairs at once
+    epochs: int = 1
+    max_steps: int | None = None  # stop (and end the schedule) after this many steps
+    lr: float = 5e-4
+    min_lr: float = 0.0
+    warmup_steps: int = 100
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    grad_clip: float | None = None  # max global gradient norm
+    loss: str = "clip"  # "clip" (the paper's softmax loss) or "siglip"
+    local_loss: bool = True  # with several processes: each scores only its rows (same gradients)
+    # Model options for training
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, float32 elsewhere), "fp32" or "bf16"
+    grad_checkpointing: bool = False
+    compile: bool = False
+    lock_image: bool = False  # LiT: freeze the image tower
+    lock_text: bool = False
+    patch_dropout: float = 0.0  # FLIP: share of image patches dropped in training (ViT only)
+    max_bad_steps: int = 5  # stop after this many consecutive steps with a non-finite loss
+    # Run
+    out: str = "runs/clip"
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    log_every: int = 10
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
+    keep_checkpoints: int = 3
+    tensorboard: bool = True
+    plots: bool = True
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError("no training data: set `data` to a caption table or a folder of shards")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.micro_batch_size is not None and not 1 <= self.micro_batch_size <= self.batch_size:
+            raise ValueError(f"micro_batch_size must be between 1 and batch_size, got {self.micro_batch_size}")
+        if self.loss not in ("clip", "siglip"):
+            raise ValueError(f"loss must be 'clip' or 'siglip', got {self.loss!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if not 0 <= self.patch_dropout < 1:
+            raise ValueError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
+        if self.lock_image and self.lock_text:
+            raise ValueError("lock_image and lock_text together leave nothing to train but the temperature")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; options are {sorted(known)}")
+        hints = get_type_hints(cls)
+        return cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """YAML already types most values; this turns ints into floats and checks the obvious mistakes."""
+    allowed = getattr(hint, "__args__", (hint,))
+    if value is None:
+        if type(None) not in allowed:
+            raise ValueError(f"option {key!r} cannot be empty")
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    plain = [t for t in allowed if isinstance(t, type) and t is not type(None)]
+    if plain and not isinstance(value, tuple(plain)):
+        names = " or ".join(t.__name__ for t in plain)
+        raise ValueError(f"option {key!r} must be {names}, got {value!r}")
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value typed as YAML would: `3` int, `1e-3` float, `true` bool, `null` None."""
+    for number in (int, float):  # before YAML, which reads `1e-3` as a string
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        import yaml
+    except ImportError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return yaml.safe_load(text)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        values = json.loads(text)
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise ImportError(f"reading {path} needs PyYAML: pip install 'cliplab[train]'") from None
+        values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a run configuration is a mapping of option: value")
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """The configuration in `path` (YAML or JSON), with `key=value` overrides applied on top."""
+    values = read_config_file(path) if path else {}
+    if isinstance(overrides, dict):
+        values.update(overrides)
+    else:
+        for item in overrides or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"override {item!r} is not key=value")
+            values[key.strip()] = parse_value(text)
+    return TrainConfig.from_dict(values)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    from ..checkpoints.files import atomic_write
+
+    def write(tmp: str) -> None:
+        try:
+            import yaml
+
+            text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+        except ImportError:
+            text = json.dumps(config.to_dict(), indent=2)
+        Path(tmp).write_text(text)
+
+    atomic_write(path, write)

@@ -1,0 +1,94 @@
+"""What a run reports: JSON lines (`metrics.jsonl`), TensorBoard event files, and PNG plots at the end."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    """Appends `{"step": ..., name: value, ...}` records; only the first process writes anything."""
+
+    def __init__(self, out: Path, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None):
+        self.path = out / "metrics.jsonl"
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            self._drop_after(resume_step)  # records a killed run wrote after its last checkpoint
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step)
+            except ImportError:
+                warnings.warn("TensorBoard logging needs the tensorboard package: pip install 'cliplab[train]'")
+
+    def _drop_after(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer is not None:
+            for name, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+# (panel title, metric names drawn in it)
+PANELS = (
+    ("contrastive loss", ("train/loss", "val/loss")),
+    ("learning rate", ("train/lr",)),
+    ("temperature exp(t)", ("train/logit_scale",)),
+    (
+        "validation recall@K (%)",
+        tuple(f"val/{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
+    ),
+)
+
+
+def plot_metrics(metrics_path: Path, out: Path) -> Path | None:
+    """A PNG of loss, learning rate, temperature and validation recall against the step."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        warnings.warn("plots need matplotlib: pip install 'cliplab[train]'")
+        return None
+    records = read_metrics(metrics_path) if metrics_path.is_file() else []
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
+    for axis, (title, names) in zip(axes, PANELS):
+        for name in names:
+            points = [(r["step"], r[name]) for r in records if name in r]
+            if points:
+                steps, values = zip(*points)
+                axis.plot(steps, values, marker="o" if name.startswith("val/") else None, markersize=3, label=name)
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        if axis.lines:
+            axis.legend(fontsize=7)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out

@@ -1,0 +1,107 @@
+"""One optimisation step of contrastive training: forward, loss, backward, in one pass or by gradient caching."""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+
+import torch
+from torch import nn
+
+from ..loss import ClipLoss, SigLipLoss, grad_cache_backward
+from ..models import CLIP
+from ..models.vision_transformer import VisionTransformer
+from .distributed import all_mean, average_gradients
+
+
+class ContrastiveForward(nn.Module):
+    """The training forward: normalised features of both towers, the temperature and (SigLIP) bias.
+
+    The temperature leaves through the output so that DistributedDataParallel, which wraps this
+    module, averages its gradient like every other parameter's. SigLIP's bias lives here, not in
+    the CLIP model, because only the sigmoid loss has one.
+    """
+
+    def __init__(self, model: CLIP, loss: str = "clip"):
+        super().__init__()
+        self.model = model
+        # SigLIP's initialisation: t = log 10, b = -10 (Zhai et al., 2023).
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if loss == "siglip" else None
+        if loss == "siglip":
+            with torch.no_grad():
+                model.logit_scale.fill_(math.log(10.0))
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor):
+        image_features = self.model.encode_image(images, normalize=True)
+        text_features = self.model.encode_text(texts, normalize=True)
+        return image_features, text_features, self.model.logit_scale.exp(), self.logit_bias
+
+
+class StepLoss:
+    """The chosen loss on (image features, text features, scale, bias), always in float32."""
+
+    def __init__(self, kind: str = "clip", local_loss: bool = True):
+        self.kind = kind
+        self.loss = SigLipLoss() if kind == "siglip" else ClipLoss(local_loss=local_loss)
+
+    def __call__(self, image_features, text_features, scale, bias) -> torch.Tensor:
+        image_features, text_features = image_features.float(), text_features.float()
+        if self.kind == "siglip":
+            return self.loss(image_features, text_features, scale.float(), bias.float())
+        return self.loss(image_features, text_features, scale.float())
+
+
+def lock_tower(model: CLIP, tower: str) -> list[nn.Module]:
+    """Freeze one tower (LiT); returns the modules to keep in eval mode (frozen batch statistics too)."""
+    if tower == "image":
+        modules = [model.visual]
+    else:
+        modules = [model.transformer, model.token_embedding, model.ln_final]
+        model.positional_embedding.requires_grad_(False)
+        model.text_projection.requires_grad_(False)
+    for module in modules:
+        module.requires_grad_(False)
+    return modules
+
+
+def set_patch_dropout(model: CLIP, share: float) -> None:
+    if share and not isinstance(model.visual, VisionTransformer):
+        raise ValueError("patch_dropout (FLIP) needs a Vision Transformer image tower")
+    if isinstance(model.visual, VisionTransformer):
+        model.visual.patch_dropout = share
+
+
+def forward_backward(
+    forward: nn.Module,
+    head: ContrastiveForward,
+    loss_fn: StepLoss,
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    autocast: AbstractContextManager,
+    micro_batch_size: int | None,
+    parameters: list[nn.Parameter],
+) -> torch.Tensor:
+    """Accumulate the step's gradients (averaged over processes); return the global mean loss.
+
+    `forward` is `head`, possibly wrapped in DistributedDataParallel or torch.compile. With
+    `micro_batch_size`, gradient caching encodes that many pairs at a time; it runs outside
+    DistributedDataParallel (whose hooks expect one backward per forward) and averages gradients itself.
+    """
+    if micro_batch_size is None or micro_batch_size >= images.shape[0]:
+        with autocast:
+            image_features, text_features, scale, bias = forward(images, texts)
+        loss = loss_fn(image_features, text_features, scale, bias)
+        loss.backward()
+    else:
+
+        def encode(image_part, text_part):
+            with autocast:
+                image_features, text_features, _, _ = head(image_part, text_part)
+            return image_features.float(), text_features.float()
+
+        def batch_loss(image_features, text_features):
+            return loss_fn(image_features, text_features, head.model.logit_scale.exp(), head.logit_bias)
+
+        loss = grad_cache_backward(head, encode, batch_loss, images, texts, micro_batch_size)
+        average_gradients(parameters)
+    return all_mean(loss.detach())

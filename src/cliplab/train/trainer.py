@@ -1,0 +1,451 @@
+"""The training loop: data, steps, validation, checkpoints and reports for one run.
+
+`Trainer(config).fit()` runs in one process or in each process torchrun starts; `train(config)`
+is the same as a function. The run folder (`config.out`) receives `config.yaml`, `metrics.jsonl`,
+`skipped.jsonl` (every bad sample passed over), `tensorboard/`, `checkpoints/step_*/`,
+`model.safetensors` (the final weights), `plots/training.png` and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..checkpoints.files import atomic_write, save_checkpoint
+from ..data import CaptionDataset, read_caption_table
+from ..data.loader import ShardStream, StreamState, shard_loader, table_loader
+from ..data.shards import list_shards, shard_sizes
+from ..models import CLIP, create_model
+from ..transforms import image_transform
+from . import checkpoint as ckpt
+from . import distributed
+from .config import TrainConfig, save_config
+from .metrics import MetricsLog, plot_metrics
+from .optim import build_optimizer, clamp_logit_scale_, learning_rate, set_learning_rate
+from .step import ContrastiveForward, StepLoss, forward_backward, lock_tower, set_patch_dropout
+from .validate import ValidationSet
+
+# Options that define what a checkpoint is a checkpoint of; resuming with others changed is refused.
+RESUME_MUST_MATCH = ("model", "data", "split", "batch_size", "seed", "loss", "resample")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after `max_bad_steps` consecutive steps with a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    model_path: Path | None
+    last_checkpoint: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    bad_steps: int = 0
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: str | None = None):
+        self.config = config
+        self.place = distributed.setup(config.device)
+        if config.batch_size % self.place.world:
+            raise ValueError(f"batch_size {config.batch_size} does not split evenly over {self.place.world} processes")
+        self.local_batch = config.batch_size // self.place.world
+        self.out = Path(config.out)
+        self.checkpoints = self.out / "checkpoints"
+        device = self.place.device
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+        torch.manual_seed(config.seed)  # the same initial weights in every process
+        self.model: CLIP = create_model(config.model).to(device)
+        set_patch_dropout(self.model, config.patch_dropout)
+        self.frozen = []
+        if config.lock_image:
+            self.frozen += lock_tower(self.model, "image")
+        if config.lock_text:
+            self.frozen += lock_tower(self.model, "text")
+        self.model.set_grad_checkpointing(config.grad_checkpointing)
+        self.head = ContrastiveForward(self.model, config.loss).to(device)
+        self.parameters = [p for p in self.head.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(
+            self.head, config.lr, config.weight_decay, (config.beta1, config.beta2), config.eps
+        )
+        self.loss_fn = StepLoss(config.loss, config.local_loss)
+        self.forward: nn.Module = self.head
+        if self.place.world > 1 and config.micro_batch_size is None:
+            ddp_device = [device.index] if device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(self.head, device_ids=ddp_device)
+        if config.compile:
+            self.forward = torch.compile(self.forward)
+
+        self._setup_data()
+        self.step = 0
+        self.bad_in_row = 0
+        self.bad_steps = 0
+        self.skipped: Counter = Counter()
+        self.stream_state = StreamState(workers=config.workers)
+        self.stream_epoch = 0
+        self._pending_skips: list[dict] = []
+        self._grad_norm = float("nan")
+        self._last_validation: int | None = None
+        self._last_metrics: dict[str, Any] = {}
+        torch.manual_seed(config.seed + 1 + self.place.rank)  # training randomness differs by process
+        resume_path = ckpt.resolve_resume(resume, self.checkpoints) if resume else None
+        if resume_path is not None:
+            self._restore(resume_path)
+        if self.place.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.out / "config.yaml")
+        self.log = MetricsLog(
+            self.out, self.place.is_main, config.tensorboard, resume_step=self.step if resume_path else None
+        )
+
+    # ----- data -----
+
+    def _setup_data(self) -> None:
+        config = self.config
+        self.transform = image_transform(self.model.image_size, train=True)
+        source = Path(config.data)
+        is_table = source.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+        if is_table:
+            entries = read_caption_table(
+                source, config.image_column, config.caption_column, config.image_root, config.split
+            )
+            self.dataset = CaptionDataset(entries, self.transform, self.model.context_length, seed=config.seed)
+            self.shards = None
+            self.steps_per_epoch = len(entries) // config.batch_size
+            if self.steps_per_epoch == 0:
+                raise ValueError(f"{source} has {len(entries)} images, fewer than one batch of {config.batch_size}")
+        else:
+            self.dataset = None
+            self.shards = list_shards(config.data)
+            samples = config.samples_per_epoch
+            if samples is None:
+                sizes = shard_sizes(self.shards)
+                if sizes is None:
+                    raise ValueError(
+                        f"{config.data}: no sizes.json beside the shards; set samples_per_epoch to the number of samples"
+                    )
+                samples = sum(sizes.values())
+            self.steps_per_epoch = samples // config.batch_size
+            if self.steps_per_epoch == 0:
+                raise ValueError(f"{samples} samples per epoch is fewer than one batch of {config.batch_size}")
+        self.total_steps = config.epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.validation = None
+        if config.val_data and self.place.is_main:
+            entries = read_caption_table(
+                config.val_data, config.image_column, config.caption_column, config.image_root, config.val_split
+            )
+            self.validation = ValidationSet(
+                entries, image_transform(self.model.image_size), self.model.context_length, config.workers
+            )
+
+    def _epoch_batches(self, epoch: int, start: int):
+        if self.dataset is not None:
+            return table_loader(
+                self.dataset, self.config.batch_size, self.place.rank, self.place.world, epoch, start, self.config.workers
+            )
+        workers = max(1, self.config.workers)
+        if self.stream_epoch != epoch:
+            self.stream_state, self.stream_epoch = StreamState(workers=self.config.workers), epoch
+        stream = ShardStream(
+            self.shards,
+            self.transform,
+            self.model.context_length,
+            self.local_batch,
+            self.place.rank,
+            self.place.world,
+            self.config.seed,
+            epoch,
+            self.config.resample,
+            start=self.stream_state,
+            rotation=start % workers,
+        )
+        return shard_loader(stream, self.config.workers)
+
+    # ----- the loop -----
+
+    def fit(self) -> TrainResult:
+        config, main = self.config, self.place.is_main
+        bar = tqdm(
+            total=self.total_steps * config.batch_size,
+            initial=self.step * config.batch_size,
+            unit="sample",
+            unit_scale=True,
+            desc="train",
+            disable=not (main and config.progress),
+            dynamic_ncols=True,
+        )
+        window = _Window()
+        last_checkpoint = None
+        try:
+            while self.step < self.total_steps:
+                epoch, start = divmod(self.step, self.steps_per_epoch)
+                batches = iter(self._epoch_batches(epoch, start))
+                while self.step < self.total_steps and self.step // self.steps_per_epoch == epoch:
+                    waited = time.perf_counter()
+                    batch = next(batches, None)
+                    if batch is None:
+                        raise RuntimeError(f"the data ran out at step {self.step} of epoch {epoch}")
+                    began = time.perf_counter()
+                    loss = self._train_step(batch.images, batch.texts)
+                    self._account(batch)
+                    self.step += 1
+                    window.add(loss, began - waited, time.perf_counter() - waited, config.batch_size)
+                    bar.update(config.batch_size)
+                    if self.step % config.log_every == 0 or self.step == self.total_steps:
+                        self._log_window(window, epoch, bar)
+                    at_epoch_end = self.step % self.steps_per_epoch == 0
+                    if config.val_data and (
+                        (config.val_every and self.step % config.val_every == 0)
+                        or (not config.val_every and at_epoch_end)
+                    ):
+                        self._validate()
+                    if self.step % config.checkpoint_every == 0 and self.step < self.total_steps:
+                        last_checkpoint = self._save()
+                del batches
+            if config.val_data and self._last_validation != self.step:
+                self._validate()
+            last_checkpoint = self._save()
+            model_path = self._save_final()
+        finally:
+            bar.close()
+            self.log.close()
+        result = TrainResult(
+            self.out, self.step, model_path, last_checkpoint, self._last_metrics, dict(self._all_skipped()), self.bad_steps
+        )
+        if main:
+            self._write_summary(result)
+        distributed.barrier()
+        return result
+
+    def _train_step(self, images: torch.Tensor, texts: torch.Tensor) -> float:
+        config, device = self.config, self.place.device
+        images = images.to(device, non_blocking=True)
+        texts = texts.to(device, non_blocking=True)
+        set_learning_rate(
+            self.optimizer, learning_rate(self.step, config.lr, config.warmup_steps, self.total_steps, config.min_lr)
+        )
+        self.head.train()
+        for module in self.frozen:
+            module.eval()
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        loss = forward_backward(
+            self.forward,
+            self.head,
+            self.loss_fn,
+            images,
+            texts,
+            autocast,
+            config.micro_batch_size // self.place.world if config.micro_batch_size else None,
+            self.parameters,
+        )
+        if config.grad_clip is not None:
+            grad_norm = nn.utils.clip_grad_norm_(self.parameters, config.grad_clip)
+        else:
+            grad_norm = nn.utils.get_total_norm([p.grad for p in self.parameters if p.grad is not None])
+        self._grad_norm = float(grad_norm)
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            self.bad_in_row += 1
+            self.bad_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.bad_in_row >= config.max_bad_steps:
+                good = ckpt.list_checkpoints(self.checkpoints)
+                raise TrainingDiverged(
+                    f"the loss or gradient was not finite for {self.bad_in_row} steps in a row (up to step "
+                    f"{self.step}); stopping. The last good checkpoint is "
+                    f"{good[-1] if good else 'none (none was written yet)'}; lower the learning rate, "
+                    "set grad_clip, or check the data, then resume from it."
+                )
+            return float("nan")
+        self.bad_in_row = 0
+        self.optimizer.step()
+        clamp_logit_scale_(self.model)
+        return float(loss)
+
+    def _account(self, batch) -> None:
+        if batch.skipped:
+            self.skipped.update(batch.skip_counts())
+            self._pending_skips += [
+                {"step": self.step, "rank": self.place.rank, "sample": path, "reason": reason}
+                for path, reason in batch.skipped
+            ]
+        if batch.stream is not None:
+            self.stream_state.positions[batch.stream] = batch.position
+
+    def _all_skipped(self) -> Counter:
+        total = Counter()
+        for counts in distributed.gather_objects(dict(self.skipped)):
+            total.update(counts)
+        return total
+
+    def _flush_skips(self) -> None:
+        pending = [row for rows in distributed.gather_objects(self._pending_skips) for row in rows]
+        self._pending_skips = []
+        if self.place.is_main and pending:
+            with open(self.out / "skipped.jsonl", "a") as f:
+                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in pending)
+
+    def _log_window(self, window: _Window, epoch: int, bar: tqdm) -> None:
+        self._flush_skips()
+        skipped = self._all_skipped()
+        values = {
+            "epoch": epoch,
+            "train/loss": window.mean_loss(),
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/logit_scale": self.model.logit_scale.exp().item(),
+            "train/grad_norm": self._grad_norm,
+            "train/samples_per_s": window.samples_per_s(),
+            "train/data_wait": window.data_wait(),
+            "train/skipped_samples": sum(skipped.values()),
+            "train/bad_steps": self.bad_steps,
+        }
+        self.log.log(self.step, values)
+        self._last_metrics.update(values)
+        bar.set_postfix(loss=f"{values['train/loss']:.3f}", wait=f"{values['train/data_wait']:.0%}", refresh=False)
+        window.reset()
+
+    def _validate(self) -> None:
+        if self.validation is not None:  # only the first process holds a validation set
+            autocast = torch.autocast(self.place.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+            metrics = self.validation.evaluate(self.model, self.local_batch, self.place.device, autocast)
+            self.log.log(self.step, metrics)
+            self._last_metrics.update(metrics)
+            if self.validation.skipped:
+                self.log.log(self.step, {f"val/skipped/{k}": v for k, v in self.validation.skipped.items()})
+        self._last_validation = self.step
+        distributed.barrier()
+
+    # ----- checkpoints -----
+
+    def _save(self) -> Path | None:
+        self._flush_skips()
+        rank_states = distributed.gather_objects(
+            {
+                "rng": ckpt.capture_rng(self.place.device),
+                "skipped": dict(self.skipped),
+                "streams": {str(k): v for k, v in self.stream_state.positions.items()},
+            }
+        )
+        path = None
+        if self.place.is_main:
+            tensors = {
+                "optimizer": self.optimizer.state_dict(),
+                "rng": [state["rng"] for state in rank_states],
+                "logit_bias": self.head.logit_bias.detach().cpu() if self.head.logit_bias is not None else None,
+            }
+            state = {
+                "step": self.step,
+                "epoch": self.step // self.steps_per_epoch,
+                "total_steps": self.total_steps,
+                "world": self.place.world,
+                "workers": self.config.workers,
+                "stream_epoch": self.stream_epoch,
+                "ranks": [{"skipped": s["skipped"], "streams": s["streams"]} for s in rank_states],
+                "bad_steps": self.bad_steps,
+                "bad_in_row": self.bad_in_row,
+                "last_validation": self._last_validation,
+                "config": self.config.to_dict(),
+            }
+            path = ckpt.save_training_checkpoint(
+                self.checkpoints, self.step, self.model, tensors, state, self.config.keep_checkpoints
+            )
+        distributed.barrier()
+        return path
+
+    def _restore(self, path: Path) -> None:
+        model_state, tensors, state = ckpt.load_training_checkpoint(path)
+        saved = state["config"]
+        changed = [key for key in RESUME_MUST_MATCH if saved.get(key) != getattr(self.config, key)]
+        if changed:
+            raise ValueError(
+                f"{path} was written by a run with other {', '.join(changed)}: "
+                + ", ".join(f"{k}={saved.get(k)!r} (now {getattr(self.config, k)!r})" for k in changed)
+            )
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(tensors["optimizer"])
+        if self.head.logit_bias is not None and tensors.get("logit_bias") is not None:
+            with torch.no_grad():
+                self.head.logit_bias.copy_(tensors["logit_bias"])
+        self.step = state["step"]
+        self.bad_steps, self.bad_in_row = state["bad_steps"], state["bad_in_row"]
+        self._last_validation = state.get("last_validation")
+        same_layout = state["world"] == self.place.world
+        if same_layout:
+            ranked = state["ranks"][self.place.rank]
+            ckpt.restore_rng(tensors["rng"][self.place.rank], self.place.device)
+            self.skipped = Counter(ranked["skipped"])
+            if state["workers"] == self.config.workers:
+                self.stream_epoch = state["stream_epoch"]
+                self.stream_state = StreamState({int(k): v for k, v in ranked["streams"].items()}, self.config.workers)
+        if self.place.is_main and not (same_layout and state["workers"] == self.config.workers):
+            print(
+                f"cliplab train: resuming with {self.place.world} processes x {self.config.workers} workers "
+                f"(saved: {state['world']} x {state['workers']}); the run continues, but not sample for sample"
+            )
+
+    def _save_final(self) -> Path | None:
+        if not self.place.is_main:
+            return None
+        path = self.out / "model.safetensors"
+        save_checkpoint(self.model, path)
+        if self.config.plots:
+            plot_metrics(self.log.path, self.out / "plots" / "training.png")
+        return path
+
+    def _write_summary(self, result: TrainResult) -> None:
+        summary = {
+            "steps": result.steps,
+            "model": str(result.model_path),
+            "last_checkpoint": str(result.last_checkpoint),
+            "metrics": result.metrics,
+            "skipped": result.skipped,
+            "bad_steps": result.bad_steps,
+        }
+        atomic_write(self.out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+
+
+class _Window:
+    """Loss and timing since the last log line."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.losses, self.wait, self.total, self.samples = [], 0.0, 0.0, 0
+
+    def add(self, loss: float, wait: float, total: float, samples: int) -> None:
+        if loss == loss:  # not NaN
+            self.losses.append(loss)
+        self.wait += wait
+        self.total += total
+        self.samples += samples
+
+    def mean_loss(self) -> float:
+        return sum(self.losses) / len(self.losses) if self.losses else float("nan")
+
+    def samples_per_s(self) -> float:
+        return self.samples / self.total if self.total else 0.0
+
+    def data_wait(self) -> float:
+        return self.wait / self.total if self.total else 0.0
+
+
+def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
+    """Run (or, with `resume`, continue) a training run; see `TrainConfig` for every option."""
+    try:
+        return Trainer(config, resume).fit()
+    finally:
+        distributed.teardown()
