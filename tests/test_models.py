@@ -142,3 +142,21 @@ def test_resnet_keeps_channels_last_weights_after_loading():
         assert torch.equal(
             model.encode_image(images), model.encode_image(images.contiguous(memory_format=torch.channels_last))
         )
+
+
+def test_patch_dropout_in_training_only_and_keeps_the_class_token():
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px")
+    images = torch.randn(3, 3, 64, 64)
+    model.eval()
+    reference = model.encode_image(images)
+    model.visual.patch_dropout = 0.5
+    assert torch.equal(model.encode_image(images), reference)  # evaluation sees every patch
+    model.train()
+    tokens = torch.randn(3, 65, 192)
+    kept = model.visual.drop_patches(tokens)  # N (32 + 1) D
+    assert kept.shape == (3, 33, 192) and torch.equal(kept[:, 0], tokens[:, 0])
+    rows = [{tuple(t.tolist()) for t in tokens[i, 1:]} for i in range(3)]
+    assert all(tuple(t.tolist()) in rows[i] for i in range(3) for t in kept[i, 1:])  # real patches, not copies
+    assert model.encode_image(images).shape == reference.shape
+    assert not torch.allclose(model.encode_image(images), reference)

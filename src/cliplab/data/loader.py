@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_in
 from ..tokenizer import tokenize
 from .dataset import Batch, CaptionDataset, Sample, collate, seeded_transform
 from .decode import BadSample, check_caption, decode_image
-from .shards import ShardCutOff, iter_shard, sample_captions, sample_image_bytes
+from .shards import read_shard, sample_captions, sample_image_bytes
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -137,16 +137,13 @@ class ShardStream(IterableDataset):
                 random.Random(f"{self.seed}/{self.epoch}/pass{pass_index}").shuffle(order)
                 mine = order[stream::streams]
             for shard in mine:
-                try:
-                    for key, files in iter_shard(shard):
-                        position += 1
-                        yield position, shard, key, files, None
-                except ShardCutOff:
+                samples, problem = read_shard(shard)
+                if problem is not None:  # counted first; the shard's complete samples are still used
                     position += 1
-                    yield position, shard, "", {}, "shard cut off"
-                except OSError:
+                    yield position, shard, "", {}, problem
+                for key, files in samples:
                     position += 1
-                    yield position, shard, "", {}, "unreadable shard"
+                    yield position, shard, key, files, None
 
     def _decode(self, files: dict[str, bytes], sample_id: str) -> tuple[torch.Tensor, torch.Tensor]:
         rng = random.Random(sample_id)
@@ -162,9 +159,7 @@ def table_loader(
     """The DataLoader for one epoch of a caption table, starting at `start_step`."""
     dataset.set_epoch(epoch)
     sampler = EpochBatchSampler(len(dataset), batch_size, rank, world, dataset.seed, epoch, start_step)
-    return DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers, persistent_workers=False
-    )
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers, persistent_workers=False)
 
 
 def shard_loader(stream: ShardStream, workers: int) -> DataLoader:

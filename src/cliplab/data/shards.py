@@ -12,7 +12,7 @@ import io
 import json
 import tarfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +22,6 @@ from .table import CaptionedImage
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 SIZES_FILE = "sizes.json"
-
-
-class ShardCutOff(Exception):
-    """A tar file that ends in the middle (a partial download or copy)."""
 
 
 @dataclass
@@ -43,8 +39,8 @@ def write_shards(
 ) -> ShardWriteReport:
     """Write `entries` as shards of at most `samples_per_shard` samples; images are copied byte for byte.
 
-    Images that are missing or empty are skipped and counted (decoding is left to training, which
-    skips and counts what fails there). Each shard is written atomically.
+    Images that are missing or unreadable are skipped and counted; decoding is left to training,
+    which skips and counts what fails there. Each shard is written atomically.
     """
     from tqdm import tqdm
 
@@ -67,11 +63,11 @@ def write_shards(
     for index, entry in enumerate(tqdm(entries, desc="shards", unit="image", disable=not progress)):
         try:
             data = entry.path.read_bytes()
-        except OSError:
+        except FileNotFoundError:
             report.skipped["missing file"] += 1
             continue
-        if not data:
-            report.skipped["empty file"] += 1
+        except OSError:
+            report.skipped["unreadable file"] += 1
             continue
         extension = entry.path.suffix.lower().lstrip(".").replace("jpeg", "jpg") or "jpg"
         pending.append((f"{index:09d}", data, extension, entry))
@@ -138,14 +134,25 @@ def shard_sizes(shards: Sequence[str]) -> dict[str, int] | None:
     return sizes if all(s in sizes for s in shards) else None
 
 
-def iter_shard(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each sample of a tar shard, streamed; ShardCutOff if it ends early.
+def read_shard(path: str) -> tuple[list[tuple[str, dict[str, bytes]]], str | None]:
+    """The complete samples of a tar shard, as (key, {extension: bytes}), and what was wrong with it, if anything.
 
-    Keys follow WebDataset: the member name up to the first dot of its base name.
+    The whole shard is read before any sample is used, so a shard cut off in the middle is known as
+    such up front (and reported once), and its complete samples are still used. A tar file ends with
+    two zero blocks; without them it was cut off, possibly at a member boundary, where tarfile sees
+    a clean end, so the last sample, which may lack files, is dropped too. Keys follow WebDataset:
+    the member name up to the first dot of its base name.
     """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return [], "unreadable shard"
+    problem = None if data[-2 * tarfile.BLOCKSIZE :] == bytes(2 * tarfile.BLOCKSIZE) else "shard cut off"
+    samples: list[tuple[str, dict[str, bytes]]] = []
     key, files = None, {}
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -154,16 +161,17 @@ def iter_shard(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
                 member_key = f"{folder}/{stem}" if folder else stem
                 if member_key != key:
                     if key is not None:
-                        yield key, files
+                        samples.append((key, files))
                     key, files = member_key, {}
-                reader = tar.extractfile(member)
-                files[extension.lower()] = reader.read() if reader else b""
-                if len(files[extension.lower()]) != member.size:
-                    raise ShardCutOff(f"{path}: {member.name} is cut off")
-    except (tarfile.ReadError, EOFError) as err:
-        raise ShardCutOff(f"{path}: {err}") from None
-    if key is not None:
-        yield key, files
+                payload = tar.extractfile(member).read()
+                if len(payload) != member.size:
+                    return samples, "shard cut off"  # the sample in progress is incomplete: dropped
+                files[extension.lower()] = payload
+    except (tarfile.TarError, EOFError):
+        return samples, "shard cut off"
+    if key is not None and problem is None:
+        samples.append((key, files))
+    return samples, problem
 
 
 def sample_captions(files: dict[str, bytes]) -> list[str | bytes]:

@@ -52,6 +52,6 @@ def retrieval_metrics(
     metrics = {}
     for direction, ranks in (("image_to_text", image_ranks), ("text_to_image", text_ranks)):
         for k in ks:
-            metrics[f"{direction}_R@{k}"] = 100.0 * (ranks <= k).float().mean().item()
+            metrics[f"{direction}_R@{k}"] = 100.0 * int((ranks <= k).sum()) / len(ranks)
         metrics[f"{direction}_median_rank"] = ranks.float().median().item()
     return metrics

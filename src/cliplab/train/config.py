@@ -10,7 +10,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 
 @dataclass
@@ -96,13 +97,19 @@ class TrainConfig:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """YAML already types most values; this turns ints into floats and checks the obvious mistakes."""
-    allowed = getattr(hint, "__args__", (hint,))
+    origin = get_origin(hint)
+    allowed = get_args(hint) if origin in (Union, UnionType) else (origin or hint,)
     if value is None:
         if type(None) not in allowed:
             raise ValueError(f"option {key!r} cannot be empty")
         return None
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if float in allowed and isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     plain = [t for t in allowed if isinstance(t, type) and t is not type(None)]
     if plain and not isinstance(value, tuple(plain)):
         names = " or ".join(t.__name__ for t in plain)

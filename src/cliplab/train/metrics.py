@@ -26,7 +26,9 @@ class MetricsLog:
 
                 self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step)
             except ImportError:
-                warnings.warn("TensorBoard logging needs the tensorboard package: pip install 'cliplab[train]'")
+                warnings.warn(
+                    "TensorBoard logging needs the tensorboard package: pip install 'cliplab[train]'", stacklevel=2
+                )
 
     def _drop_after(self, step: int) -> None:
         if not self.path.is_file():
@@ -73,7 +75,7 @@ def plot_metrics(metrics_path: Path, out: Path) -> Path | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        warnings.warn("plots need matplotlib: pip install 'cliplab[train]'")
+        warnings.warn("plots need matplotlib: pip install 'cliplab[train]'", stacklevel=2)
         return None
     records = read_metrics(metrics_path) if metrics_path.is_file() else []
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))

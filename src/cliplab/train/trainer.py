@@ -128,6 +128,12 @@ class Trainer:
         else:
             self.dataset = None
             self.shards = list_shards(config.data)
+            streams = self.place.world * max(1, config.workers)
+            if not config.resample and len(self.shards) < streams:
+                raise ValueError(
+                    f"{len(self.shards)} shards cannot feed {streams} streams ({self.place.world} processes x "
+                    f"{max(1, config.workers)} workers): use fewer workers, more shards, or resample=true"
+                )
             samples = config.samples_per_epoch
             if samples is None:
                 sizes = shard_sizes(self.shards)
@@ -154,7 +160,13 @@ class Trainer:
     def _epoch_batches(self, epoch: int, start: int):
         if self.dataset is not None:
             return table_loader(
-                self.dataset, self.config.batch_size, self.place.rank, self.place.world, epoch, start, self.config.workers
+                self.dataset,
+                self.config.batch_size,
+                self.place.rank,
+                self.place.world,
+                epoch,
+                start,
+                self.config.workers,
             )
         workers = max(1, self.config.workers)
         if self.stream_epoch != epoch:
@@ -223,7 +235,13 @@ class Trainer:
             bar.close()
             self.log.close()
         result = TrainResult(
-            self.out, self.step, model_path, last_checkpoint, self._last_metrics, dict(self._all_skipped()), self.bad_steps
+            self.out,
+            self.step,
+            model_path,
+            last_checkpoint,
+            self._last_metrics,
+            dict(self._all_skipped()),
+            self.bad_steps,
         )
         if main:
             self._write_summary(result)

@@ -1,0 +1,237 @@
+"""The trainer: exact resume after SIGKILL, bad data skipped and counted, non-finite steps, scale-out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cliplab.data.shards import read_shard, write_shards
+from cliplab.data.table import read_caption_table
+from cliplab.train import TrainConfig, TrainingDiverged, load_config, train
+from cliplab.train.checkpoint import list_checkpoints
+from cliplab.train.step import StepLoss
+
+from .conftest import write_caption_table
+from .test_data import EXPECTED_SKIPS, messy_table  # noqa: F401  (a fixture)
+
+QUIET = {"progress": False, "tensorboard": False, "plots": False, "warmup_steps": 2, "log_every": 1}
+
+
+def config(**values) -> TrainConfig:
+    return TrainConfig(**{**QUIET, **values})
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        if atol == 0:
+            assert torch.equal(wa[key], wb[key]), key
+        else:
+            torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0, msg=key)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    return write_caption_table(tmp_path_factory.mktemp("colours"), 48, size=32)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cliplab", "train", *args]
+
+
+def run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+
+
+@pytest.mark.parametrize("source", ["table", "shards"])
+def test_sigkill_mid_epoch_then_resume_ends_bitwise_identical(tmp_path, table, source):
+    data = str(table)
+    if source == "shards":
+        write_shards(read_caption_table(table), tmp_path / "shards", samples_per_shard=6, progress=False)
+        data = str(tmp_path / "shards")
+    # 48 samples / batch 8 = 6 steps per epoch; 2 epochs; checkpoints every 4 steps: step 4 is mid-epoch.
+    options = [f"data={data}", "batch_size=8", "epochs=2", "checkpoint_every=4", "workers=2", "patch_dropout=0.25"]
+    options += [f"{k}={v}" for k, v in QUIET.items()]
+    whole = run_cli(cli(*options, f"out={tmp_path / 'whole'}"))
+    assert whole.returncode == 0, whole.stderr
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.Popen(cli(*options, f"out={tmp_path / 'killed'}"), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list_checkpoints(tmp_path / "killed" / "checkpoints") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    saved = list_checkpoints(tmp_path / "killed" / "checkpoints")
+    assert saved and killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "model.safetensors").exists()  # it really died before the end
+
+    resumed = run_cli(cli(*options, f"out={tmp_path / 'killed'}", "--resume", "latest"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path / "whole" / "model.safetensors", tmp_path / "killed" / "model.safetensors")
+    # The metrics log has one record per step, as if nothing had happened.
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines())]
+    assert steps == list(range(1, 13))
+
+
+def test_every_kind_of_bad_sample_trains_to_the_end_with_counts(tmp_path, messy_table):  # noqa: F811
+    # 17 images, one batch of 17: every index is visited once, so every bad sample is met once.
+    result = train(config(data=str(messy_table), batch_size=17, epochs=2, out=str(tmp_path / "run"), workers=2))
+    assert result.steps == 2 and result.model_path.is_file()
+    expected = EXPECTED_SKIPS + EXPECTED_SKIPS  # two epochs
+    assert Counter(result.skipped) == expected
+    listed = [json.loads(line) for line in (tmp_path / "run" / "skipped.jsonl").read_text().splitlines()]
+    assert Counter(row["reason"] for row in listed) == expected
+    assert {row["sample"].rsplit("/", 1)[-1] for row in listed} >= {"bomb.png", "missing.jpg", "g_bad_bytes.png"}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["skipped"] == dict(expected)
+
+
+def test_bad_samples_and_a_cut_off_shard_in_webdataset_shards(tmp_path, messy_table):  # noqa: F811
+    shards = tmp_path / "shards"
+    report = write_shards(read_caption_table(messy_table), shards, samples_per_shard=4, progress=False)
+    assert report.skipped == Counter({"missing file": 1}) and report.samples == 16
+    first = (shards / "00000.tar").read_bytes()
+    # A copy of the first shard that stops inside the header of the second image's caption file.
+    (shards / "00004.tar").write_bytes(first[: first.index(b"000000002.txt") + 100])
+    complete, problem = read_shard(str(shards / "00004.tar"))
+    assert problem == "shard cut off" and [key for key, _ in complete] == ["000000000"]
+    # One pass over the five shards is one batch: every good sample once, every bad one counted once.
+    good = 9 + 1
+    result = train(
+        config(data=str(shards), batch_size=good, samples_per_epoch=good, out=str(tmp_path / "run"), workers=0)
+    )
+    assert result.steps == 1
+    assert Counter(result.skipped) == EXPECTED_SKIPS - Counter({"missing file": 1}) + Counter({"shard cut off": 1})
+
+
+def test_non_finite_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(tmp_path, table, monkeypatch):
+    real = StepLoss.__call__
+    calls = {"n": 0}
+
+    def sometimes_nan(self, *args):
+        calls["n"] += 1
+        loss = real(self, *args)
+        return loss * float("nan") if calls["n"] in (2, 5, 6, 7, 8) else loss
+
+    monkeypatch.setattr(StepLoss, "__call__", sometimes_nan)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="3 steps in a row.*step_00000006"):
+        train(config(data=str(table), batch_size=8, epochs=2, checkpoint_every=2, max_bad_steps=3, out=str(out)))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train/bad_steps"] for r in records] == [0, 1, 1, 1, 2, 3]  # step 2 skipped, training went on
+    last = list_checkpoints(out / "checkpoints")[-1]
+    assert last.name == "step_00000006"  # written between bad steps: the weights of step 4, still finite
+    state = json.loads((last / "state.json").read_text())
+    assert state["bad_steps"] == 3 and all(
+        torch.isfinite(t).all() for t in weights(last / "model.safetensors").values()
+    )
+
+
+# The attention key bias has a gradient of exactly zero in exact arithmetic (softmax ignores a shift
+# shared by all keys), so in floating point it is rounding noise, which Adam's default eps of 1e-6
+# would blow up into full-size updates. A larger eps keeps equivalence tests about the gradients.
+TAME_ADAM = {"eps": 1e-2, "lr": 1e-2}
+
+
+def test_gradient_caching_trains_like_the_whole_batch(tmp_path, table):
+    common = {"data": str(table), "batch_size": 16, "max_steps": 3, "workers": 0, **TAME_ADAM}
+    plain = train(config(**common, out=str(tmp_path / "plain")))
+    cached = train(config(**common, micro_batch_size=5, out=str(tmp_path / "cached")))
+    assert_same_weights(plain.model_path, cached.model_path, atol=1e-6)
+
+
+def test_locked_image_tower_is_bit_identical_after_training(tmp_path, table):
+    result = train(config(data=str(table), batch_size=8, max_steps=3, lock_image=True, out=str(tmp_path / "lit")))
+    torch.manual_seed(0)
+    from cliplab import create_model
+
+    initial = create_model("tiny-ViT/8@64px").state_dict()
+    trained = weights(result.model_path)
+    assert all(torch.equal(trained[k], initial[k]) for k in initial if k.startswith("visual."))
+    assert not torch.equal(trained["text_projection"], initial["text_projection"])
+
+
+def test_siglip_loss_trains_and_keeps_its_bias(tmp_path, table):
+    result = train(config(data=str(table), batch_size=8, max_steps=2, loss="siglip", out=str(tmp_path / "sig")))
+    tensors = torch.load(result.last_checkpoint / "trainer.pt", weights_only=True)
+    assert tensors["logit_bias"].ndim == 0 and tensors["logit_bias"].item() != -10.0
+
+
+def test_run_folder_has_config_metrics_validation_plots_and_tensorboard(tmp_path, table):
+    run = run_cli(
+        [sys.executable, "-m", "cliplab", "train", f"data={table}", f"val_data={table}", "batch_size=16", "epochs=2"]
+        + ["warmup_steps=1", "progress=false", f"out={tmp_path / 'run'}", "workers=0"]
+    )
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "run"
+    saved = load_config(out / "config.yaml")
+    assert saved.batch_size == 16 and saved.data == str(table)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    validations = [r for r in records if "val/loss" in r]
+    assert [r["step"] for r in validations] == [3, 6]  # once per epoch
+    assert all(0 <= r["val/image_to_text_R@1"] <= 100 for r in validations)
+    assert (out / "plots" / "training.png").stat().st_size > 10_000
+    assert any((out / "tensorboard").iterdir())
+    import cliplab
+
+    model, _ = cliplab.load(out / "model.safetensors")
+    assert model.config.vision.image_size == 64
+
+
+def test_config_file_overrides_and_mistakes(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: captions.tsv\nbatch_size: 32\nlr: 1e-3\n")
+    loaded = load_config(path, ["batch_size=64", "grad_clip=1", "split=train", "micro_batch_size=null"])
+    assert (loaded.batch_size, loaded.lr, loaded.grad_clip, loaded.split) == (64, 1e-3, 1.0, "train")
+    with pytest.raises(ValueError, match="unknown training option.*'btach_size'"):
+        load_config(path, ["btach_size=3"])
+    with pytest.raises(ValueError, match="'epochs' must be int"):
+        load_config(path, ["epochs=two"])
+    with pytest.raises(ValueError, match="not key=value"):
+        load_config(path, ["epochs"])
+    with pytest.raises(ValueError, match="no training data"):
+        load_config(None, [])
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, table):
+    train(config(data=str(table), batch_size=8, max_steps=2, out=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="other batch_size"):
+        train(config(data=str(table), batch_size=16, max_steps=2, out=str(tmp_path / "a")), resume="latest")
+
+
+@pytest.mark.parametrize("micro", [None, 2])
+def test_torchrun_two_processes_train_like_one(tmp_path, table, micro):
+    """2 gloo processes x 4 samples = 1 process x 8: same samples, same loss, same weights."""
+    options = [f"data={table}", "batch_size=8", "max_steps=3", "workers=0", "progress=false", "tensorboard=false"]
+    options += ["plots=false", "warmup_steps=1"] + [f"{k}={v}" for k, v in TAME_ADAM.items()]
+    options += [f"micro_batch_size={micro}"] if micro else []
+    one = run_cli(cli(*options, f"out={tmp_path / 'one'}"))
+    assert one.returncode == 0, one.stderr
+    two = run_cli(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cliplab"]
+        + ["train", *options, f"out={tmp_path / 'two'}"]
+    )
+    assert two.returncode == 0, two.stderr
+    assert_same_weights(tmp_path / "one" / "model.safetensors", tmp_path / "two" / "model.safetensors", atol=1e-6)
+    losses = [
+        [json.loads(line)["train/loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("one", "two")
+    ]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
