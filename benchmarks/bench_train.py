@@ -68,7 +68,7 @@ def openclip_step(model):
         loss = loss_fn(image_features, text_features, logit_scale)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -103,13 +103,22 @@ def throughput(name: str, batch: int, rounds: int) -> None:
         print(line)
 
 
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes. (getrusage's ru_maxrss is no good here: on
+    Linux it keeps the peak of the parent from before exec, the benchmark itself.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def probe(name: str, batch: int, micro: int | None) -> None:
     """One training step in this (fresh) process; prints its peak resident memory in bytes."""
     torch.manual_seed(0)
     model = cliplab.create_model(name).train()
     images, texts = inputs(model, batch)
     cliplab_step(model, micro)(images, texts)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(peak_rss())
 
 
 def probe_loss(name: str, batch: int) -> None:
@@ -117,7 +126,7 @@ def probe_loss(name: str, batch: int) -> None:
     dim = cliplab.get_config(name).embed_dim
     features = [torch.nn.functional.normalize(torch.randn(batch, dim), dim=-1).requires_grad_() for _ in range(2)]
     StepLoss("clip")(*features, torch.tensor(100.0), None).backward()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(peak_rss())
 
 
 def peak_bytes(name: str, batch: int, micro: int | None, loss_only: bool = False) -> int:
@@ -184,15 +193,17 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-loss", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     if args.probe or args.probe_loss:
         (probe_loss(args.model, args.batch) if args.probe_loss else probe(args.model, args.batch, args.micro))
         return
     print(machine())
-    if args.model in OPENCLIP_NAMES:
+    if args.model in OPENCLIP_NAMES and not args.skip_throughput:
         throughput(args.model, args.batch, args.rounds)
     if not args.skip_memory:
-        largest_batch(args.model, args.budget_gb * 2**30, [8, 16, 32], [32, 64, 128], micro=8)
+        # Batches large enough that activations, not the weights and optimiser state, set the peak.
+        largest_batch(args.model, args.budget_gb * 2**30, [64, 128, 256], [128, 256], micro=32)
 
 
 if __name__ == "__main__":

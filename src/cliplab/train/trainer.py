@@ -267,7 +267,7 @@ class Trainer:
             images,
             texts,
             autocast,
-            config.micro_batch_size // self.place.world if config.micro_batch_size else None,
+            max(1, config.micro_batch_size // self.place.world) if config.micro_batch_size else None,
             self.parameters,
         )
         if config.grad_clip is not None:
