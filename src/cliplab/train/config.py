@@ -18,13 +18,14 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 class TrainConfig:
     # Model
     model: str = "tiny-ViT/8@64px"  # a built-in architecture (`cliplab models`)
-    # Data: a caption table (.csv/.tsv/.jsonl/.parquet) or a folder or brace pattern of WebDataset shards
+    # Data: a caption table (.csv/.tsv/.jsonl/.parquet), a folder or brace pattern of WebDataset shards,
+    # or "synthetic" (the built-in world of coloured shapes; samples_per_epoch scenes, default 20,000)
     data: str = ""
     image_column: str = "image"
     caption_column: str = "caption"
     image_root: str | None = None
     split: str | None = None  # rows of the table's `split` column to train on
-    samples_per_epoch: int | None = None  # shards only; read from the shards' sizes.json when absent
+    samples_per_epoch: int | None = None  # shards: read from their sizes.json when absent; synthetic: 20,000
     resample: bool = False  # shards only: draw shards with replacement (an endless stream)
     workers: int = 2
     # Validation: a caption table (often the same file with another split); empty for none

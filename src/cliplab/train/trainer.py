@@ -116,7 +116,19 @@ class Trainer:
         self.transform = image_transform(self.model.image_size, train=True)
         source = Path(config.data)
         is_table = source.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-        if is_table:
+        if config.data == "synthetic":  # the built-in world of coloured shapes (cliplab.data.synthetic)
+            from ..data.synthetic import SyntheticCaptions
+
+            self.dataset = SyntheticCaptions(
+                config.samples_per_epoch or 20_000,
+                image_transform(self.model.image_size),  # no random crops: captions name positions
+                self.model.context_length,
+                seed=config.seed,
+                image_size=self.model.image_size,
+            )
+            self.shards = None
+            self.steps_per_epoch = len(self.dataset) // config.batch_size
+        elif is_table:
             entries = read_caption_table(
                 source, config.image_column, config.caption_column, config.image_root, config.split
             )

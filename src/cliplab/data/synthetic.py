@@ -1,0 +1,212 @@
+"""A built-in image-caption world: coloured shapes on backgrounds, drawn on the fly, with captions.
+
+Deterministic for a seed, any count and resolution, no files. Some colour-shape pairs are held out:
+they never appear in a training image or caption, so classifying them tests composition (a "red
+star" when only red things and stars were seen apart), the way the paper tests zero-shot transfer.
+
+    world = SyntheticWorld()
+    scene = world.scene(7, seed=0)            # a Scene of one or two shapes
+    image = world.render(scene, size=64)      # a PIL image
+    text = world.caption(scene, random.Random(0))
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
+
+from ..tokenizer import tokenize
+from .dataset import Sample, seeded_transform
+
+COLOURS = {
+    "red": (215, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (45, 80, 225),
+    "yellow": (235, 215, 40),
+    "purple": (140, 50, 180),
+    "orange": (245, 140, 30),
+}
+SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
+SIZES = {"small": 0.16, "large": 0.3}  # radius as a share of the image side
+POSITIONS = {  # name: centre as shares of the image side
+    "top left": (0.27, 0.27),
+    "top": (0.5, 0.27),
+    "top right": (0.73, 0.27),
+    "left": (0.27, 0.5),
+    "center": (0.5, 0.5),
+    "right": (0.73, 0.5),
+    "bottom left": (0.27, 0.73),
+    "bottom": (0.5, 0.73),
+    "bottom right": (0.73, 0.73),
+}
+BACKGROUNDS = {"grey": (128, 128, 128), "black": (20, 20, 20), "white": (240, 240, 240)}
+PATTERNS = ("plain", "striped", "dotted")
+
+ONE_OBJECT = (
+    "a {size} {colour} {shape} in the {position}",
+    "a {colour} {shape}",
+    "a {colour} {shape} on a {background} background",
+    "there is a {size} {colour} {shape} on a {pattern} {background} background",
+    "a picture of a {colour} {shape} in the {position}",
+    "a {size} {colour} {shape}",
+    "one {colour} {shape}",
+)
+TWO_OBJECTS = (
+    "a {colour} {shape} and a {colour2} {shape2}",
+    "a {colour} {shape} to the {relation} of a {colour2} {shape2}",
+    "two shapes: a {size} {colour} {shape} and a {size2} {colour2} {shape2}",
+    "a {colour2} {shape2} next to a {colour} {shape} on a {background} background",
+)
+# Prompts for zero-shot classification of "{colour} {shape}" classes, in the captions' own style.
+TEMPLATES = ("a {}", "a picture of a {}", "there is a {}", "one {}")
+
+
+@dataclass(frozen=True)
+class Thing:
+    shape: str
+    colour: str
+    size: str
+    position: str
+
+
+@dataclass(frozen=True)
+class Scene:
+    things: tuple[Thing, ...]
+    background: str
+    pattern: str
+
+
+class SyntheticWorld:
+    """The vocabulary of the world and which colour-shape pairs are held out of training.
+
+    By default one pair per colour and per shape is held out (colour i with shape i + 1), so every
+    colour and every shape is still seen in training, only never together in those pairs.
+    """
+
+    def __init__(self, colours=tuple(COLOURS), shapes=SHAPES, held_out: tuple[tuple[str, str], ...] | None = None):
+        self.colours, self.shapes = tuple(colours), tuple(shapes)
+        if held_out is None:
+            held_out = tuple((c, self.shapes[(i + 1) % len(self.shapes)]) for i, c in enumerate(self.colours))
+        self.held_out = tuple(held_out)
+        held = set(self.held_out)
+        self.seen = tuple((c, s) for c in self.colours for s in self.shapes if (c, s) not in held)
+
+    def scene(self, index: int, seed: int = 0, split: str = "train", objects: int | None = None) -> Scene:
+        """Scene `index` of a split: "train" uses only seen pairs; "heldout" one thing of a held-out pair;
+        "seen" one thing of a seen pair (to compare against)."""
+        rng = random.Random(f"synthetic/{seed}/{split}/{index}")
+        pairs = self.held_out if split == "heldout" else self.seen
+        count = objects or (1 if split != "train" else rng.choice((1, 1, 2)))
+        positions = rng.sample(["left", "right"] if count == 2 else list(POSITIONS), count)
+        things = []
+        for position in positions:
+            colour, shape = rng.choice(pairs)
+            size = "small" if count == 2 else rng.choice(tuple(SIZES))
+            things.append(Thing(shape, colour, size, position))
+        return Scene(tuple(things), rng.choice(tuple(BACKGROUNDS)), rng.choice(PATTERNS))
+
+    def caption(self, scene: Scene, rng: random.Random) -> str:
+        first = scene.things[0]
+        values = {
+            "shape": first.shape,
+            "colour": first.colour,
+            "size": first.size,
+            "position": first.position,
+            "background": scene.background,
+            "pattern": scene.pattern,
+        }
+        if len(scene.things) == 1:
+            return _articles(rng.choice(ONE_OBJECT).format(**values))
+        second = scene.things[1]
+        values.update(shape2=second.shape, colour2=second.colour, size2=second.size, relation=first.position)
+        return _articles(rng.choice(TWO_OBJECTS).format(**values))
+
+    def render(self, scene: Scene, size: int = 64) -> Image.Image:
+        scale = 4  # draw large, then downsample: smooth edges at any size
+        side = size * scale
+        base = BACKGROUNDS[scene.background]
+        image = Image.new("RGB", (side, side), base)
+        draw = ImageDraw.Draw(image)
+        shade = tuple(min(255, c + 40) if sum(base) < 384 else max(0, c - 40) for c in base)
+        if scene.pattern == "striped":
+            for x in range(0, side, side // 8):
+                draw.rectangle((x, 0, x + side // 16, side), fill=shade)
+        elif scene.pattern == "dotted":
+            step = side // 8
+            for x in range(step // 2, side, step):
+                for y in range(step // 2, side, step):
+                    draw.ellipse((x - step // 8, y - step // 8, x + step // 8, y + step // 8), fill=shade)
+        for thing in scene.things:
+            cx, cy = POSITIONS[thing.position]
+            _draw_shape(draw, thing.shape, cx * side, cy * side, SIZES[thing.size] * side, COLOURS[thing.colour])
+        return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _articles(text: str) -> str:
+    return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, fill) -> None:
+    def polygon(points):
+        draw.polygon([(x + px * r, y + py * r) for px, py in points], fill=fill)
+
+    if shape == "circle":
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
+    elif shape == "square":
+        polygon([(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)])
+    elif shape == "triangle":
+        polygon([(0, -1), (0.95, 0.8), (-0.95, 0.8)])
+    elif shape == "star":
+        polygon([(math.sin(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
+                  -math.cos(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45)) for k in range(10)])  # fmt: skip
+    elif shape == "heart":
+        draw.ellipse((x - r, y - 0.8 * r, x, y + 0.1 * r), fill=fill)
+        draw.ellipse((x, y - 0.8 * r, x + r, y + 0.1 * r), fill=fill)
+        polygon([(-0.97, -0.2), (0.97, -0.2), (0, 1)])
+    elif shape == "cross":
+        polygon([(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
+                 (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)])  # fmt: skip
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+
+
+class SyntheticCaptions(Dataset):
+    """`count` training scenes as (image, caption) samples for the trainer; a caption is drawn per visit."""
+
+    def __init__(self, count: int, transform, context_length: int = 77, seed: int = 0, image_size: int = 64,
+                 world: SyntheticWorld | None = None):  # fmt: skip
+        self.world = world or SyntheticWorld()
+        self.count, self.transform, self.context_length = count, transform, context_length
+        self.seed, self.image_size, self.epoch = seed, image_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Sample:
+        scene = self.world.scene(index, self.seed)
+        rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
+        text = tokenize(self.world.caption(scene, rng), self.context_length, truncate=True)[0]
+        pixels = seeded_transform(self.transform, self.world.render(scene, self.image_size), rng.getrandbits(63))
+        return Sample(pixels, text, [])
+
+
+def heldout_classification(world: SyntheticWorld, count: int, seed: int = 0, image_size: int = 64, split="heldout"):
+    """(images, labels, class names) of single-thing scenes; classes are the split's "colour shape" pairs."""
+    pairs = world.held_out if split == "heldout" else world.seen
+    names = [f"{colour} {shape}" for colour, shape in pairs]
+    images, labels = [], []
+    for index in range(count):
+        scene = world.scene(index, seed, split, objects=1)
+        thing = scene.things[0]
+        images.append(world.render(scene, image_size))
+        labels.append(pairs.index((thing.colour, thing.shape)))
+    return images, torch.tensor(labels), names
