@@ -1,0 +1,84 @@
+"""The built-in world: deterministic, held-out pairs never trained on, and learnable in seconds."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import cliplab
+from cliplab.data.synthetic import COLOURS, SHAPES, SyntheticCaptions, SyntheticWorld, heldout_classification
+from cliplab.train import TrainConfig, train
+from cliplab.transforms import image_transform
+from cliplab.zeroshot import build_classifier, classify
+
+
+def test_the_same_seed_gives_the_same_scenes_images_and_captions():
+    world = SyntheticWorld()
+    for index in range(20):
+        a, b = world.scene(index, seed=3), world.scene(index, seed=3)
+        assert a == b
+        assert np.array_equal(np.asarray(world.render(a, 48)), np.asarray(world.render(b, 48)))
+        assert world.caption(a, random.Random(index)) == world.caption(b, random.Random(index))
+    assert [world.scene(i, seed=3) for i in range(20)] != [world.scene(i, seed=4) for i in range(20)]
+    dataset = SyntheticCaptions(8, image_transform(32), context_length=32, seed=1, image_size=32)
+    assert torch.equal(dataset[5].image, dataset[5].image) and torch.equal(dataset[5].text, dataset[5].text)
+
+
+def test_held_out_pairs_never_appear_in_training_scenes_or_captions():
+    world = SyntheticWorld()
+    assert len(world.held_out) == len(COLOURS) and {c for c, _ in world.held_out} == set(COLOURS)
+    assert {s for _, s in world.held_out} == set(SHAPES)  # every shape is still seen with other colours
+    held = set(world.held_out)
+    seen_colours, seen_shapes = set(), set()
+    for index in range(3000):
+        scene = world.scene(index, seed=0)
+        for thing in scene.things:
+            assert (thing.colour, thing.shape) not in held
+            seen_colours.add(thing.colour)
+            seen_shapes.add(thing.shape)
+        caption = world.caption(scene, random.Random(index))
+        assert not any(f"{c} {s}" in caption for c, s in held), caption
+    assert seen_colours == set(COLOURS) and seen_shapes == set(SHAPES)
+    _, labels, names = heldout_classification(world, 60, image_size=32)
+    assert set(names) == {f"{c} {s}" for c, s in world.held_out} and labels.unique().numel() == len(names)
+
+
+def test_the_rendered_thing_has_its_colour():
+    world = SyntheticWorld()
+    images, labels, names = heldout_classification(world, 12, image_size=64)
+    for image, label in zip(images, labels):
+        colour = np.array(COLOURS[names[label].split()[0]], dtype=float)
+        pixels = np.asarray(image, dtype=float).reshape(-1, 3)
+        assert (np.abs(pixels - colour).max(axis=1) < 12).mean() > 0.01  # at least 1% of the image
+
+
+def test_prompt_ensembling_is_the_normalised_mean_of_normalised_embeddings():
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px").eval()
+    names, templates = ["red star", "blue circle", "green heart"], ["a {}", "a picture of a {}", "one {}."]
+    weights = build_classifier(model, names, templates, batch_size=4)  # batches cut across classes
+    for c, name in enumerate(names):
+        prompts = cliplab.tokenize([t.format(name) for t in templates], model.context_length)
+        expected = F.normalize(model.encode_text(prompts, normalize=True).mean(dim=0), dim=-1)
+        torch.testing.assert_close(weights[:, c], expected, atol=1e-6, rtol=0)
+    probs = classify(model, torch.randn(2, 3, 64, 64), weights)
+    assert probs.shape == (2, 3) and torch.allclose(probs.sum(-1), torch.ones(2))
+
+
+def test_a_short_run_on_the_synthetic_world_drives_the_loss_well_below_chance(tmp_path):
+    batch = 64
+    train(
+        TrainConfig(
+            data="synthetic", samples_per_epoch=batch * 64, batch_size=batch, lr=1e-3, warmup_steps=20, workers=0,
+            out=str(tmp_path / "run"), progress=False, tensorboard=False, plots=False, log_every=8,
+        )
+    )  # fmt: skip
+    import json
+
+    losses = [json.loads(line)["train/loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[0] > math.log(batch) - 0.1  # it starts at (or above) chance, ln(batch size)
+    assert losses[-1] < math.log(batch) - 1.0, losses
