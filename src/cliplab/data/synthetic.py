@@ -33,7 +33,7 @@ COLOURS = {
     "orange": (245, 140, 30),
 }
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
-SIZES = {"small": 0.16, "large": 0.3}  # radius as a share of the image side
+SIZES = {"small": 0.2, "large": 0.32}  # radius as a share of the image side
 POSITIONS = {  # name: centre as shares of the image side
     "top left": (0.27, 0.27),
     "top": (0.5, 0.27),
@@ -85,14 +85,17 @@ class Scene:
 class SyntheticWorld:
     """The vocabulary of the world and which colour-shape pairs are held out of training.
 
-    By default one pair per colour and per shape is held out (colour i with shape i + 1), so every
-    colour and every shape is still seen in training, only never together in those pairs.
+    By default two pairs per colour and per shape are held out (colour i with shapes i + 1 and i + 3),
+    so every colour and every shape is still seen in training, only never together in those pairs,
+    and among the held-out classes neither the colour nor the shape alone names the class (each
+    narrows it to two): classifying them needs both, composed.
     """
 
     def __init__(self, colours=tuple(COLOURS), shapes=SHAPES, held_out: tuple[tuple[str, str], ...] | None = None):
         self.colours, self.shapes = tuple(colours), tuple(shapes)
         if held_out is None:
-            held_out = tuple((c, self.shapes[(i + 1) % len(self.shapes)]) for i, c in enumerate(self.colours))
+            n = len(self.shapes)
+            held_out = tuple((c, self.shapes[(i + k) % n]) for i, c in enumerate(self.colours) for k in (1, 3))
         self.held_out = tuple(held_out)
         held = set(self.held_out)
         self.seen = tuple((c, s) for c in self.colours for s in self.shapes if (c, s) not in held)
