@@ -61,7 +61,6 @@ class StreamState:
     """Where each worker stream of a shard source stands: raw samples read, by stream."""
 
     positions: dict[int, int] = field(default_factory=dict)
-    workers: int = 0
 
 
 class ShardStream(IterableDataset):
@@ -122,11 +121,7 @@ class ShardStream(IterableDataset):
 
     def _raw_samples(self, stream: int, streams: int) -> Iterator[tuple[int, str, str, dict, str | None]]:
         """(position, shard, key, files, reason if bad) for every raw sample of one stream, endlessly."""
-        if not self.resample and len(self.shards) < streams:
-            raise ValueError(
-                f"{len(self.shards)} shards cannot feed {streams} streams (processes x workers); "
-                "use fewer workers, more shards, or resample: true"
-            )
+        check_enough_shards(len(self.shards), streams, self.resample)
         rng = random.Random(f"{self.seed}/{self.epoch}/{stream}")
         position = 0
         for pass_index in range(1 << 62):
@@ -151,6 +146,15 @@ class ShardStream(IterableDataset):
         with decode_image(sample_image_bytes(files)) as image:
             pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
         return pixels, tokenize(caption, context_length=self.context_length, truncate=True)[0]
+
+
+def check_enough_shards(shards: int, streams: int, resample: bool) -> None:
+    """Without resampling every (process, worker) stream needs a shard of its own."""
+    if not resample and shards < streams:
+        raise ValueError(
+            f"{shards} shards cannot feed {streams} streams (processes x workers): "
+            "use fewer workers, more shards, or resample=true"
+        )
 
 
 def table_loader(

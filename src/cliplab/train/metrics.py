@@ -19,7 +19,7 @@ class MetricsLog:
             return
         out.mkdir(parents=True, exist_ok=True)
         if resume_step is not None:
-            self._drop_after(resume_step)  # records a killed run wrote after its last checkpoint
+            drop_records_after(self.path, resume_step)  # what a killed run wrote after its last checkpoint
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -29,12 +29,6 @@ class MetricsLog:
                 warnings.warn(
                     "TensorBoard logging needs the tensorboard package: pip install 'cliplab[train]'", stacklevel=2
                 )
-
-    def _drop_after(self, step: int) -> None:
-        if not self.path.is_file():
-            return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
@@ -49,6 +43,14 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def drop_records_after(path: Path, step: int) -> None:
+    """Keep only the JSON-lines records of `path` whose "step" is at most `step`."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

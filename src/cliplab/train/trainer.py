@@ -22,14 +22,14 @@ from tqdm import tqdm
 
 from ..checkpoints.files import atomic_write, save_checkpoint
 from ..data import CaptionDataset, read_caption_table
-from ..data.loader import ShardStream, StreamState, shard_loader, table_loader
+from ..data.loader import ShardStream, StreamState, check_enough_shards, shard_loader, table_loader
 from ..data.shards import list_shards, shard_sizes
 from ..models import CLIP, create_model
 from ..transforms import image_transform
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, save_config
-from .metrics import MetricsLog, plot_metrics
+from .metrics import MetricsLog, drop_records_after, plot_metrics
 from .optim import build_optimizer, clamp_logit_scale_, learning_rate, set_learning_rate
 from .step import ContrastiveForward, StepLoss, forward_backward, lock_tower, set_patch_dropout
 from .validate import ValidationSet
@@ -92,7 +92,7 @@ class Trainer:
         self.bad_in_row = 0
         self.bad_steps = 0
         self.skipped: Counter = Counter()
-        self.stream_state = StreamState(workers=config.workers)
+        self.stream_state = StreamState()
         self.stream_epoch = 0
         self._pending_skips: list[dict] = []
         self._grad_norm = float("nan")
@@ -108,6 +108,8 @@ class Trainer:
         self.log = MetricsLog(
             self.out, self.place.is_main, config.tensorboard, resume_step=self.step if resume_path else None
         )
+        if resume_path is not None and self.place.is_main:
+            drop_records_after(self.out / "skipped.jsonl", self.step)  # as the metrics: a killed run's extra rows
 
     # ----- data -----
 
@@ -127,25 +129,18 @@ class Trainer:
                 image_size=self.model.image_size,
             )
             self.shards = None
-            self.steps_per_epoch = len(self.dataset) // config.batch_size
+            samples = len(self.dataset)
         elif is_table:
             entries = read_caption_table(
                 source, config.image_column, config.caption_column, config.image_root, config.split
             )
             self.dataset = CaptionDataset(entries, self.transform, self.model.context_length, seed=config.seed)
             self.shards = None
-            self.steps_per_epoch = len(entries) // config.batch_size
-            if self.steps_per_epoch == 0:
-                raise ValueError(f"{source} has {len(entries)} images, fewer than one batch of {config.batch_size}")
+            samples = len(entries)
         else:
             self.dataset = None
             self.shards = list_shards(config.data)
-            streams = self.place.world * max(1, config.workers)
-            if not config.resample and len(self.shards) < streams:
-                raise ValueError(
-                    f"{len(self.shards)} shards cannot feed {streams} streams ({self.place.world} processes x "
-                    f"{max(1, config.workers)} workers): use fewer workers, more shards, or resample=true"
-                )
+            check_enough_shards(len(self.shards), self.place.world * max(1, config.workers), config.resample)
             samples = config.samples_per_epoch
             if samples is None:
                 sizes = shard_sizes(self.shards)
@@ -154,9 +149,9 @@ class Trainer:
                         f"{config.data}: no sizes.json beside the shards; set samples_per_epoch to the number of samples"
                     )
                 samples = sum(sizes.values())
-            self.steps_per_epoch = samples // config.batch_size
-            if self.steps_per_epoch == 0:
-                raise ValueError(f"{samples} samples per epoch is fewer than one batch of {config.batch_size}")
+        self.steps_per_epoch = samples // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{config.data}: {samples} samples per epoch, fewer than one batch of {config.batch_size}")
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -182,7 +177,7 @@ class Trainer:
             )
         workers = max(1, self.config.workers)
         if self.stream_epoch != epoch:
-            self.stream_state, self.stream_epoch = StreamState(workers=self.config.workers), epoch
+            self.stream_state, self.stream_epoch = StreamState(), epoch
         stream = ShardStream(
             self.shards,
             self.transform,
@@ -309,7 +304,12 @@ class Trainer:
         if batch.skipped:
             self.skipped.update(batch.skip_counts())
             self._pending_skips += [
-                {"step": self.step, "rank": self.place.rank, "sample": path, "reason": reason}
+                {
+                    "step": self.step + 1,
+                    "rank": self.place.rank,
+                    "sample": path,
+                    "reason": reason,
+                }  # 1-based, as metrics
                 for path, reason in batch.skipped
             ]
         if batch.stream is not None:
@@ -419,7 +419,7 @@ class Trainer:
             self.skipped = Counter(ranked["skipped"])
             if state["workers"] == self.config.workers:
                 self.stream_epoch = state["stream_epoch"]
-                self.stream_state = StreamState({int(k): v for k, v in ranked["streams"].items()}, self.config.workers)
+                self.stream_state = StreamState({int(k): v for k, v in ranked["streams"].items()})
         if self.place.is_main and not (same_layout and state["workers"] == self.config.workers):
             print(
                 f"cliplab train: resuming with {self.place.world} processes x {self.config.workers} workers "
