@@ -31,6 +31,28 @@ def test_no_weight_decay_on_gains_biases_and_temperature():
     assert build_optimizer(model).defaults["betas"] == (0.9, 0.98)
 
 
+def test_fused_adamw_equals_the_plain_update():
+    """The fused kernel (picked by default where PyTorch has it) is an optimisation, not another optimiser."""
+    torch.manual_seed(0)
+    plain_model = cliplab.create_model("tiny-ViT/8@32px")
+    fused_model = cliplab.create_model("tiny-ViT/8@32px")
+    fused_model.load_state_dict(plain_model.state_dict())
+    initial = [p.detach().clone() for p in plain_model.parameters()]
+    plain, fused = build_optimizer(plain_model, lr=1e-3, fused=False), build_optimizer(fused_model, lr=1e-3)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in plain_model.parameters()]
+        for model, optimizer in ((plain_model, plain), (fused_model, fused)):
+            for param, grad in zip(model.parameters(), grads):
+                param.grad = grad.clone()
+            optimizer.step()
+    for (name, a), b in zip(plain_model.named_parameters(), fused_model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    # ... and both really moved: five steps of lr 1e-3 shift every weight by far more than the tolerance
+    moved = min((a - start).abs().max().item() for a, start in zip(plain_model.parameters(), initial))
+    assert moved > 1e-3
+
+
 def test_schedule_hand_checked_values():
     assert learning_rate(0, 1e-3, warmup_steps=10, total_steps=110) == pytest.approx(1e-4)
     assert learning_rate(9, 1e-3, 10, 110) == pytest.approx(1e-3)
