@@ -12,6 +12,7 @@ star" when only red things and stars were seen apart), the way the paper tests z
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -31,6 +32,15 @@ COLOURS = {
     "yellow": (235, 215, 40),
     "purple": (140, 50, 180),
     "orange": (245, 140, 30),
+    "pink": (245, 120, 190),
+    "brown": (130, 80, 35),
+    "cyan": (40, 200, 210),
+    "navy": (25, 30, 110),
+    "lime": (160, 225, 50),
+    "magenta": (220, 40, 220),
+    "teal": (0, 120, 120),
+    "maroon": (110, 10, 20),
+    "olive": (120, 120, 20),
 }
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
 SIZES = {"small": 0.2, "large": 0.32}  # radius as a share of the image side
@@ -47,6 +57,9 @@ POSITIONS = {  # name: centre as shares of the image side
 }
 BACKGROUNDS = {"grey": (128, 128, 128), "black": (20, 20, 20), "white": (240, 240, 240)}
 PATTERNS = ("plain", "striped", "dotted")
+# Unnamed variation of each thing (see Thing): largest offset from its position (share of the side),
+# scale of its size, rotation (degrees either way) and brightness factor of its colour.
+JITTER = {"offset": 0.05, "scale": (0.85, 1.12), "angle": 8.0, "brightness": (0.88, 1.1)}
 
 ONE_OBJECT = (
     "a {size} {colour} {shape} in the {position}",
@@ -73,6 +86,13 @@ class Thing:
     colour: str
     size: str
     position: str
+    # Unnamed variation within what the caption says, so that a class is never a fixed pixel template:
+    # an offset from the named position and a scale of the named size (shares of the image side),
+    # a rotation in degrees and a brightness factor of the named colour.
+    offset: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
+    angle: float = 0.0
+    brightness: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,17 +105,19 @@ class Scene:
 class SyntheticWorld:
     """The vocabulary of the world and which colour-shape pairs are held out of training.
 
-    By default two pairs per colour and per shape are held out (colour i with shapes i + 1 and i + 3),
-    so every colour and every shape is still seen in training, only never together in those pairs,
-    and among the held-out classes neither the colour nor the shape alone names the class (each
-    narrows it to two): classifying them needs both, composed.
+    By default two pairs of each of the first six colours are held out (colour i with shapes i + 1 and
+    i + 3), so every colour and every shape is still seen in training, only never together in those
+    pairs, and among the held-out classes neither the colour nor the shape alone names the class (each
+    narrows it to two): classifying them needs both, composed. The other nine colours are seen with
+    every shape; without them each shape is seen in only four colours, and an image encoder learns
+    "star" as "a star in one of its four colours" and cannot name a star of a fifth.
     """
 
     def __init__(self, colours=tuple(COLOURS), shapes=SHAPES, held_out: tuple[tuple[str, str], ...] | None = None):
         self.colours, self.shapes = tuple(colours), tuple(shapes)
         if held_out is None:
             n = len(self.shapes)
-            held_out = tuple((c, self.shapes[(i + k) % n]) for i, c in enumerate(self.colours) for k in (1, 3))
+            held_out = tuple((c, self.shapes[(i + k) % n]) for i, c in enumerate(self.colours[:n]) for k in (1, 3))
         self.held_out = tuple(held_out)
         held = set(self.held_out)
         self.seen = tuple((c, s) for c in self.colours for s in self.shapes if (c, s) not in held)
@@ -111,7 +133,16 @@ class SyntheticWorld:
         for position in positions:
             colour, shape = rng.choice(pairs)
             size = "small" if count == 2 else rng.choice(tuple(SIZES))
-            things.append(Thing(shape, colour, size, position))
+            jitter = dict(
+                offset=(
+                    rng.uniform(-JITTER["offset"], JITTER["offset"]),
+                    rng.uniform(-JITTER["offset"], JITTER["offset"]),
+                ),
+                scale=rng.uniform(*JITTER["scale"]),
+                angle=rng.uniform(-JITTER["angle"], JITTER["angle"]),
+                brightness=rng.uniform(*JITTER["brightness"]),
+            )
+            things.append(Thing(shape, colour, size, position, **jitter))
         return Scene(tuple(things), rng.choice(tuple(BACKGROUNDS)), rng.choice(PATTERNS))
 
     def caption(self, scene: Scene, rng: random.Random) -> str:
@@ -130,53 +161,91 @@ class SyntheticWorld:
         values.update(shape2=second.shape, colour2=second.colour, size2=second.size, relation=first.position)
         return _articles(rng.choice(TWO_OBJECTS).format(**values))
 
+    def describe(self, scene: Scene) -> str:
+        """The one most specific caption of a scene, naming every attribute (for retrieval tests)."""
+        things = [f"{t.size} {t.colour} {t.shape}" for t in scene.things]
+        if len(things) == 1:
+            where = f"a {things[0]} in the {scene.things[0].position}"
+        else:
+            where = f"a {things[0]} to the {scene.things[0].position} of a {things[1]}"
+        return _articles(f"{where} on a {scene.pattern} {scene.background} background")
+
+    def relation_captions(self, scene: Scene) -> tuple[str, str]:
+        """(true, false) captions of a two-thing scene that differ only in "left" and "right"."""
+        if len(scene.things) != 2:
+            raise ValueError("a relation needs a scene of two things")
+        first, second = scene.things
+        wrong = {"left": "right", "right": "left"}[first.position]
+        return tuple(
+            _articles(f"a {first.colour} {first.shape} to the {side} of a {second.colour} {second.shape}")
+            for side in (first.position, wrong)
+        )
+
     def render(self, scene: Scene, size: int = 64) -> Image.Image:
         scale = 4  # draw large, then downsample: smooth edges at any size
         side = size * scale
-        base = BACKGROUNDS[scene.background]
-        image = Image.new("RGB", (side, side), base)
+        image = _background(scene.background, scene.pattern, side).copy()
         draw = ImageDraw.Draw(image)
-        shade = tuple(min(255, c + 40) if sum(base) < 384 else max(0, c - 40) for c in base)
-        if scene.pattern == "striped":
-            for x in range(0, side, side // 8):
-                draw.rectangle((x, 0, x + side // 16, side), fill=shade)
-        elif scene.pattern == "dotted":
-            step = side // 8
-            for x in range(step // 2, side, step):
-                for y in range(step // 2, side, step):
-                    draw.ellipse((x - step // 8, y - step // 8, x + step // 8, y + step // 8), fill=shade)
         for thing in scene.things:
             cx, cy = POSITIONS[thing.position]
-            _draw_shape(draw, thing.shape, cx * side, cy * side, SIZES[thing.size] * side, COLOURS[thing.colour])
+            x, y = (cx + thing.offset[0]) * side, (cy + thing.offset[1]) * side
+            colour = tuple(min(255, round(c * thing.brightness)) for c in COLOURS[thing.colour])
+            points = _outline(thing.shape, thing.angle)
+            radius = SIZES[thing.size] * thing.scale * side
+            draw.polygon([(x + px * radius, y + py * radius) for px, py in points], fill=colour)
         return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+@functools.lru_cache(maxsize=64)
+def _background(name: str, pattern: str, side: int) -> Image.Image:
+    base = BACKGROUNDS[name]
+    image = Image.new("RGB", (side, side), base)
+    draw = ImageDraw.Draw(image)
+    shade = tuple(min(255, c + 40) if sum(base) < 384 else max(0, c - 40) for c in base)
+    if pattern == "striped":
+        for x in range(0, side, side // 8):
+            draw.rectangle((x, 0, x + side // 16, side), fill=shade)
+    elif pattern == "dotted":
+        step = side // 8
+        for x in range(step // 2, side, step):
+            for y in range(step // 2, side, step):
+                draw.ellipse((x - step // 8, y - step // 8, x + step // 8, y + step // 8), fill=shade)
+    return image
+
+
+@functools.lru_cache(maxsize=8192)
+def _tokens(caption: str, context_length: int) -> torch.Tensor:
+    # Captions repeat (a few thousand are common): tokenizing each once takes a fifth off loading.
+    return tokenize(caption, context_length, truncate=True)[0]
 
 
 def _articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, fill) -> None:
-    def polygon(points):
-        draw.polygon([(x + px * r, y + py * r) for px, py in points], fill=fill)
-
+def _outline(shape: str, angle: float) -> list[tuple[float, float]]:
+    """The shape as a polygon inside the unit circle (y down), rotated by `angle` degrees."""
     if shape == "circle":
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
+        points = [(math.cos(2 * math.pi * k / 48), math.sin(2 * math.pi * k / 48)) for k in range(48)]
     elif shape == "square":
-        polygon([(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)])
+        points = [(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)]
     elif shape == "triangle":
-        polygon([(0, -1), (0.95, 0.8), (-0.95, 0.8)])
+        points = [(0, -1), (0.95, 0.8), (-0.95, 0.8)]
     elif shape == "star":
-        polygon([(math.sin(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
-                  -math.cos(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45)) for k in range(10)])  # fmt: skip
-    elif shape == "heart":
-        draw.ellipse((x - r, y - 0.8 * r, x, y + 0.1 * r), fill=fill)
-        draw.ellipse((x, y - 0.8 * r, x + r, y + 0.1 * r), fill=fill)
-        polygon([(-0.97, -0.2), (0.97, -0.2), (0, 1)])
+        points = [(math.sin(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
+                   -math.cos(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45)) for k in range(10)]  # fmt: skip
+    elif shape == "heart":  # the classic parametric heart, scaled into the unit circle
+        ts = [2 * math.pi * k / 64 for k in range(64)]
+        points = [(16 * math.sin(t) ** 3 / 17,
+                   -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17 - 0.1)
+                  for t in ts]  # fmt: skip
     elif shape == "cross":
-        polygon([(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
-                 (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)])  # fmt: skip
+        points = [(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
+                  (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)]  # fmt: skip
     else:
         raise ValueError(f"unknown shape {shape!r}")
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    return [(px * cos - py * sin, px * sin + py * cos) for px, py in points]
 
 
 class SyntheticCaptions(Dataset):
@@ -197,7 +266,7 @@ class SyntheticCaptions(Dataset):
     def __getitem__(self, index: int) -> Sample:
         scene = self.world.scene(index, self.seed)
         rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
-        text = tokenize(self.world.caption(scene, rng), self.context_length, truncate=True)[0]
+        text = _tokens(self.world.caption(scene, rng), self.context_length)
         pixels = seeded_transform(self.transform, self.world.render(scene, self.image_size), rng.getrandbits(63))
         return Sample(pixels, text, [])
 
