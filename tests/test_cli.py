@@ -55,3 +55,58 @@ def test_console_script_is_installed():
         text=True,
     )
     assert "cliplab.cli:main" in result.stdout
+
+
+def test_classify_prints_probabilities_and_skips_unreadable_images(tmp_path, capsys):
+    from PIL import Image
+
+    torch.manual_seed(0)
+    cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), tmp_path / "m.safetensors")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    (tmp_path / "broken.jpg").write_text("not an image")
+    (tmp_path / "labels.txt").write_text("red star\n\nblue heart\ngreen cross\n")
+    argv = [
+        "classify",
+        str(tmp_path / "red.png"),
+        str(tmp_path / "broken.jpg"),
+        "--checkpoint",
+        str(tmp_path / "m.safetensors"),
+    ]
+    assert (
+        main(
+            argv
+            + [
+                "--labels",
+                "@" + str(tmp_path / "labels.txt"),
+                "--template",
+                "a {}",
+                "--template",
+                "one {}",
+                "--top",
+                "2",
+            ]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].endswith("red.png") and len(lines) == 3  # the image, then its top two labels
+    probabilities = [float(line.split()[0]) for line in lines[1:]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+    assert all(line.split(maxsplit=1)[1] in ("red star", "blue heart", "green cross") for line in lines[1:])
+    assert "broken.jpg: skipped" in captured.err and "1 of 2 images" in captured.err
+    # every image unreadable: a failing exit status; a template without {}: an error, not a guess
+    assert (
+        main(
+            [
+                "classify",
+                str(tmp_path / "broken.jpg"),
+                "--checkpoint",
+                str(tmp_path / "m.safetensors"),
+                "--labels",
+                "a,b",
+            ]
+        )
+        == 1
+    )
+    assert main(argv + ["--labels", "a,b", "--template", "a photo"]) == 2
