@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import CheckpointError
-from . import classify, convert, info, models, shards, train
+from . import classify, convert, demo, info, models, shards, train
 
-COMMANDS = (models, info, convert, classify, train, shards)
+COMMANDS = (demo, models, info, convert, classify, train, shards)
 
 
 def build_parser() -> argparse.ArgumentParser:
