@@ -35,7 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="TEXT",
         help='a prompt with "{}" for the label; repeat for an ensemble (default: "a photo of a {}.")',
     )
-    parser.add_argument("--templates", dest="template_file", metavar="FILE", help="a file of templates, one per line")
+    parser.add_argument(
+        "--templates",
+        dest="template_set",
+        metavar="FILE|SET",
+        help="a file of templates (one per line, or a JSON list) or a built-in set: imagenet1k (OpenAI's 80), "
+        "imagenet1k_7, cifar10, food101, pets, ...",
+    )
     parser.add_argument("--top", type=int, default=5, help="labels to print per image (default: 5)")
     parser.set_defaults(run=run)
 
@@ -56,15 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import BadSample, read_image
     from ..loading import load
-    from ..zeroshot import build_classifier, classify
+    from ..zeroshot import build_classifier, check_templates, classify, get_templates
 
     labels = _read_list(args.labels, "labels")
-    templates = list(args.templates or [])
-    if args.template_file:
-        templates += _read_list("@" + args.template_file, "templates")
-    templates = templates or list(DEFAULT_TEMPLATES)
-    if bad := [t for t in templates if "{}" not in t and "{c}" not in t]:
-        raise ValueError(f"a template needs {{}} where the label goes: {bad[0]!r}")
+    templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
+    templates = check_templates(templates or list(DEFAULT_TEMPLATES), "--template")
     model, preprocess = load(args.checkpoint)
     weights = build_classifier(model, labels, templates)
     failed = 0

@@ -1,0 +1,70 @@
+"""Prompt templates and class names as data: the paper's sets by name, or the user's own file.
+
+`data/templates.json` holds, per dataset, the prompts of the CLIP paper (OpenAI's prompts.md, as
+CLIP_benchmark collected them, MIT licence in `data/LICENSE-clip_benchmark.txt`): `imagenet1k` is
+OpenAI's 80 ImageNet templates and `imagenet1k_7` the 7 they found best; `cifar10`, `food101`,
+`pets`, ... the per-dataset ones. `data/classnames.json` holds the curated class names of the
+datasets whose labels are not readable names (ImageNet's 1,000, MNIST's digits, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+
+
+@functools.cache
+def _templates() -> dict[str, list[str]]:
+    return json.loads((DATA / "templates.json").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _classnames() -> dict[str, list[str]]:
+    return json.loads((DATA / "classnames.json").read_text(encoding="utf-8"))
+
+
+def template_sets() -> list[str]:
+    """The names of the built-in template sets."""
+    return sorted(_templates())
+
+
+def get_templates(name_or_path: str | os.PathLike) -> list[str]:
+    """A built-in set by name ("imagenet1k", "imagenet1k_7", "cifar10", ...), or a file of templates.
+
+    A file holds one template per line (blank lines and lines starting with # are skipped) or a JSON
+    list; every template needs "{}" (or "{c}") where the class name goes.
+    """
+    key = str(name_or_path)
+    if key in _templates():
+        return list(_templates()[key])
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{key!r} is neither a template file nor a built-in set ({', '.join(template_sets())})")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        templates = json.loads(text)
+        if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+            raise ValueError(f"{path}: a JSON template file must hold a list of strings")
+    else:
+        templates = [line.strip() for line in text.splitlines()]
+        templates = [t for t in templates if t and not t.startswith("#")]
+    return check_templates(templates, str(path))
+
+
+def check_templates(templates: list[str], source: str = "templates") -> list[str]:
+    if not templates:
+        raise ValueError(f"{source}: no templates")
+    if missing := [t for t in templates if "{}" not in t and "{c}" not in t]:
+        raise ValueError(f'{source}: a template needs "{{}}" where the class name goes: {missing[0]!r}')
+    return list(templates)
+
+
+def get_classnames(dataset: str) -> list[str]:
+    """The curated class names of a dataset ("imagenet1k", "mnist", "pets", ...), in label order."""
+    if dataset not in _classnames():
+        raise ValueError(f"no built-in class names for {dataset!r}; known: {', '.join(sorted(_classnames()))}")
+    return list(_classnames()[dataset])
