@@ -7,8 +7,9 @@ import sys
 
 from ..errors import CheckpointError
 from . import classify, convert, demo, info, models, shards, train
+from . import eval as eval_command
 
-COMMANDS = (demo, models, info, convert, classify, train, shards)
+COMMANDS = (demo, models, info, convert, classify, eval_command, train, shards)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,12 +19,13 @@ import torch
 
 from ..checkpoints.files import atomic_write
 from ..data.synthetic import SyntheticCaptions, SyntheticWorld
+from ..evaluate.plots import plot_confusion
 from ..loss import ClipLoss
 from ..models import create_model
 from ..train import TrainConfig, Trainer, build_optimizer
 from ..transforms import image_transform
 from .evaluate import DemoEvaluation, evaluate_world
-from .plots import plot_confusion, plot_examples
+from .plots import plot_examples
 
 MODEL = "tiny-RN@32px"  # a convolutional image tower: it learns shapes apart from colours fastest
 STEPS = 600

@@ -1,0 +1,155 @@
+"""`cliplab eval` end to end on small generated datasets in each input format, checked against a direct
+computation with the same model, plus the feature cache and the IDX reader."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cliplab
+from cliplab.cli import main
+from cliplab.evaluate import classification_report, retrieval_metrics
+from cliplab.evaluate.datasets import open_labelled_images, read_idx
+from cliplab.evaluate.features import image_features
+from cliplab.zeroshot import build_classifier
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), path)
+    return path
+
+
+def _image(colour, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _expected_top1(checkpoint, images: list[Image.Image], labels: list[int], classes: list[str], templates) -> float:
+    model, preprocess = cliplab.load(checkpoint)
+    with torch.no_grad():
+        features = model.encode_image(torch.stack([preprocess(i) for i in images]), normalize=True)
+    weights = build_classifier(model, classes, templates)
+    return classification_report(features @ weights, torch.tensor(labels), classes).top1 / 100
+
+
+def _run_eval(argv, tmp_path) -> dict:
+    assert main(["eval", *argv, "--out", str(tmp_path / "results"), "--no-progress", "--workers", "0"]) == 0
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    return result
+
+
+def test_class_folders_with_a_corrupt_file(tmp_path, checkpoint, monkeypatch, capsys):
+    monkeypatch.setenv("CLIPLAB_CACHE", str(tmp_path / "cache"))
+    images, labels = [], []
+    for label, (name, colour) in enumerate(sorted(COLOURS.items())):  # folders are sorted: blue, green, red
+        (tmp_path / "set" / name).mkdir(parents=True)
+        for k in range(3):
+            image = _image(colour, 10 * label + k)
+            image.save(tmp_path / "set" / name / f"{k}.png")
+            images.append(image)
+            labels.append(label)
+    (tmp_path / "set" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    argv = [str(tmp_path / "set"), "--checkpoint", str(checkpoint), "--template", "a photo of a {}.", "--template", "a {} thing"]  # fmt: skip
+    result = _run_eval(argv, tmp_path)
+    assert result["task"] == "zeroshot_classification" and result["dataset"] == "set"
+    assert result["classes"] == ["blue", "green", "red"] and result["images"] == 9
+    assert len(result["skipped"]) == 1 and result["skipped"][0]["image"].endswith("broken.jpg")
+    expected = _expected_top1(checkpoint, images, labels, ["blue", "green", "red"], ["a photo of a {}.", "a {} thing"])
+    assert result["metrics"]["acc1"] == pytest.approx(expected)
+    assert result["metrics"]["acc5"] == 1.0 and sum(map(sum, result["confusion_matrix"])) == 9
+    assert list((tmp_path / "results").glob("*confusion.png"))
+    assert "from the cache" not in capsys.readouterr().out
+    # the second time the features come from the cache, with the same numbers
+    again = _run_eval(argv, tmp_path)
+    assert "from the cache" in capsys.readouterr().out and again["metrics"] == result["metrics"]
+
+
+def test_label_table_and_class_names(tmp_path, checkpoint):
+    rows, images, labels = [], [], []
+    for k in range(6):
+        name = ("red", "blue")[k % 2]
+        image = _image(COLOURS[name], k)
+        image.save(tmp_path / f"{k}.jpg", quality=95)
+        images.append(Image.open(tmp_path / f"{k}.jpg").convert("RGB"))
+        rows.append({"image": f"{k}.jpg", "label": k % 2})
+        labels.append(k % 2)
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["image", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    argv = [str(tmp_path / "labels.csv"), "--checkpoint", str(checkpoint), "--classnames", "red thing,blue thing", "--no-cache"]  # fmt: skip
+    result = _run_eval(argv, tmp_path)
+    assert result["classes"] == ["red thing", "blue thing"] and result["images"] == 6
+    expected = _expected_top1(checkpoint, images, labels, ["red thing", "blue thing"], ["a photo of a {}."])
+    assert result["metrics"]["acc1"] == pytest.approx(expected)
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_idx_files_as_fashion_mnist_ships_them(tmp_path, checkpoint):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (7, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0], dtype=np.uint8)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    assert np.array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), images)
+    data = open_labelled_images(tmp_path, split="test", classes=["T-shirt", "trouser", "pullover"])
+    assert len(data) == 7 and data.labels == labels.tolist()
+    assert np.array_equal(np.asarray(data.load(3))[..., 0], images[3])  # grey copied into RGB
+    result = _run_eval([str(tmp_path), "--checkpoint", str(checkpoint), "--classnames", "T-shirt,trouser,pullover", "--no-cache"], tmp_path)  # fmt: skip
+    assert result["images"] == 7 and result["dataset"] == f"{tmp_path.name}-test"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x03")
+    (tmp_path / "bad" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        open_labelled_images(tmp_path / "bad")
+
+
+def test_retrieval_on_a_caption_table_equals_the_direct_computation(tmp_path, checkpoint):
+    rows, images, owner, captions = [], [], [], []
+    for k, (name, colour) in enumerate(COLOURS.items()):
+        _image(colour, k).save(tmp_path / f"{name}.png")
+        images.append(Image.open(tmp_path / f"{name}.png").convert("RGB"))
+        for text in (f"a {name} square", f"something {name}", "noise")[: k + 1]:  # 1, 2 and 3 captions
+            rows.append(f"{name}.png\t{text}")
+            owner.append(k)
+            captions.append(text)
+    (tmp_path / "captions.tsv").write_text("image\tcaption\n" + "\n".join(rows) + "\n")
+    result = _run_eval([str(tmp_path / "captions.tsv"), "--checkpoint", str(checkpoint), "--no-cache"], tmp_path)
+    assert result["task"] == "zeroshot_retrieval"
+    model, preprocess = cliplab.load(checkpoint)
+    with torch.no_grad():
+        image_features_ = model.encode_image(torch.stack([preprocess(i) for i in images]), normalize=True)
+        text_features = model.encode_text(cliplab.tokenize(captions), normalize=True)
+    expected = retrieval_metrics(image_features_, text_features, torch.tensor(owner))
+    assert result["metrics"]["image_retrieval_recall@1"] == pytest.approx(expected["text_to_image_R@1"] / 100)
+    assert result["metrics"]["text_retrieval_recall@1"] == pytest.approx(expected["image_to_text_R@1"] / 100)
+    assert result["metrics"]["images"] == 3 and result["metrics"]["captions"] == 6
+
+
+def test_the_cache_key_follows_the_weights(tmp_path):
+    torch.manual_seed(0)
+    data = open_labelled_images("synthetic:heldout")
+    data = data.subset(range(8))
+    a, b = cliplab.create_model("tiny-RN@32px").eval(), cliplab.create_model("tiny-RN@32px").eval()
+    first = image_features(a, data, workers=0, cache_dir=tmp_path, progress=False)
+    assert not first.from_cache
+    assert image_features(a, data, workers=0, cache_dir=tmp_path, progress=False).from_cache
+    other = image_features(b, data, workers=0, cache_dir=tmp_path, progress=False)
+    assert not other.from_cache and not torch.equal(other.features, first.features)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
