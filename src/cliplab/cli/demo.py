@@ -75,6 +75,7 @@ def format_results(result) -> str:
             "",
             "next:",
             f'  cliplab classify IMAGE.png --checkpoint {checkpoint} --labels "red star,blue heart,green cross" --template "a {{}}"',
+            f'  cliplab eval synthetic:heldout --checkpoint {checkpoint} --template "a {{}}" --template "one {{}}"',
             f"  cliplab info {checkpoint}",
             f"  cliplab demo --steps 2000 --minutes 15 --out {out}-long    # train longer",
         ]

@@ -150,7 +150,8 @@ def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
     entries = read_caption_table(args.dataset, split=args.split)
     if not entries:
         raise ValueError(f"{args.dataset}: no rows" + (f" in split {args.split!r}" if args.split else ""))
-    name = Path(args.dataset).stem + (f"-{args.split}" if args.split else "")
+    table = Path(args.dataset)
+    name = f"{table.parent.name}-{table.stem}" + (f"-{args.split}" if args.split else "")  # flickr8k-captions-dev
     metrics, features = zero_shot_retrieval(model, entries, name, **options)
     path = write_result(
         out,

@@ -57,7 +57,7 @@ def read_caption_table(
         if rows and "split" not in rows[0]:
             raise ValueError(f"{table}: has no 'split' column to select split {split!r} from")
         rows = [row for row in rows if row["split"] == split]
-    root = Path(image_root) if image_root is not None else _default_root(table, rows, image_column)
+    root = Path(image_root) if image_root is not None else default_image_root(table, rows, image_column)
     grouped: dict[str, list[str]] = {}
     for row in rows:
         grouped.setdefault(str(row[image_column]), []).append(
@@ -66,7 +66,8 @@ def read_caption_table(
     return [CaptionedImage(root / name, tuple(captions)) for name, captions in grouped.items()]
 
 
-def _default_root(table: Path, rows: list[dict], image_column: str) -> Path:
+def default_image_root(table: Path, rows: list[dict], image_column: str) -> Path:
+    """The table's folder, or its `images/` subfolder when the first image is there instead."""
     folder = table.parent
     if (
         rows

@@ -1,7 +1,8 @@
 """Labelled image sets for evaluation, from the formats people keep them in.
 
 - a folder with one subfolder per class (the subfolder names are the class names);
-- a label table (CSV or TSV with `image` and `label` columns; paths relative to the table's folder);
+- a label table (CSV or TSV with `image` and `label` columns; paths relative to the table's folder
+  or its `images/` subfolder);
 - MNIST-style IDX files (`train-images-idx3-ubyte[.gz]` + labels, or `t10k-...` for the test split),
   as Fashion-MNIST and MNIST ship;
 - `synthetic:heldout` / `synthetic:seen`: the demo's world of coloured shapes.
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.decode import read_image
-from ..data.table import read_rows
+from ..data.table import default_image_root, read_rows
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -140,8 +141,9 @@ def _label_table(table: Path, classes: Sequence[str] | None) -> LabelledImages:
     else:
         names = sorted(set(raw))
         labels = [names.index(r) for r in raw]
-    paths = [Path(row["image"]) if Path(row["image"]).is_absolute() else table.parent / row["image"] for row in rows]
-    return _from_paths(table.stem, names, paths, labels, table)
+    root = default_image_root(table, rows, "image")  # beside the table, or in its images/ folder
+    paths = [Path(row["image"]) if Path(row["image"]).is_absolute() else root / row["image"] for row in rows]
+    return _from_paths(f"{table.parent.name}-{table.stem}", names, paths, labels, table)  # imagenette-labels
 
 
 def _from_paths(name: str, classes: list[str], paths: list[Path], labels: list[int], base: Path) -> LabelledImages:
