@@ -23,7 +23,11 @@ def test_a_short_demo_writes_results_plots_and_a_checkpoint(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--steps", "3", "--out", str(out), "--seed", "1", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "zero-shot, held-out colour-shape pairs" in printed and "cliplab classify" in printed and "cliplab eval" in printed
+    assert (
+        "zero-shot, held-out colour-shape pairs" in printed
+        and "cliplab classify" in printed
+        and "cliplab eval" in printed
+    )
     results = json.loads((out / "results.json").read_text())
     heldout = results["zero_shot_heldout"]
     assert results["kind"] == "cliplab-demo" and results["steps"] == 3 and results["seed"] == 1

@@ -5,7 +5,11 @@ Tasks:
   (MNIST, Fashion-MNIST) or `synthetic:heldout`: top-1, top-5, mean per-class recall, confusion
   matrix (JSON and PNG);
 - `zeroshot_retrieval` on a caption table (image,caption; several rows per image allowed):
-  recall@1/5/10 and median rank, both ways.
+  recall@1/5/10 and median rank, both ways;
+- `linear_probe`: logistic regression on frozen image features of `--train` (or, without it, of a
+  stratified half of DATASET, the other half being the test set), C chosen on a validation split;
+- `few_shot`: the same with k = 1, 2, 4, 8, 16 images per class, three draws each, plotted against
+  the zero-shot accuracy.
 Results go to `--out` as CLIP_benchmark-style JSON files; image features are cached on disk.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval")
+TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or a comma-separated list; default the folder names or labels",
     )
     parser.add_argument("--split", default=None, help="caption tables: rows of this split; IDX files: train or test")
+    parser.add_argument("--train", help="linear_probe, few_shot: the labelled training images (same forms as DATASET)")
+    parser.add_argument("--train-split", default="train", help="IDX files of --train: train (default) or test")
     parser.add_argument("--out", default="results", help="folder for the JSON and plots (default: ./results)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
@@ -100,11 +106,13 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     out = Path(args.out)
+    if task == "zeroshot_retrieval":
+        return _retrieval(model, model_name, args, options, out)
+    templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
+    templates = check_templates(templates or ["a photo of a {}."], "--template")
     if task == "zeroshot_classification":
-        templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
-        templates = check_templates(templates or ["a photo of a {}."], "--template")
         return _classification(model, model_name, args, templates, options, out)
-    return _retrieval(model, model_name, args, options, out)
+    return _probe(model, model_name, args, templates, options, out, few=task == "few_shot")
 
 
 def _classification(model, model_name: str, args, templates: list[str], options: dict, out: Path) -> int:
@@ -168,6 +176,60 @@ def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
         f"{metrics['image_to_text_R@10']:.1f}%"
     )
     _report_files(path, None, features)
+    return 0
+
+
+def _probe(model, model_name: str, args, templates: list[str], options: dict, out: Path, few: bool) -> int:
+    from ..evaluate.datasets import open_labelled_images
+    from ..evaluate.features import image_features
+    from ..evaluate.few_shot import few_shot, plot_few_shot
+    from ..evaluate.linear_probe import linear_probe, stratified_split
+    from ..evaluate.results import classification_metrics, write_result
+    from ..evaluate.zeroshot_classification import zero_shot_classification
+
+    classnames = _classnames(args.classnames)
+    data = open_labelled_images(args.dataset, split=args.split or "test", classes=classnames)
+    test = image_features(model, data, **options)
+    if args.train:
+        train_data = open_labelled_images(args.train, split=args.train_split, classes=classnames)
+        if train_data.classes != data.classes:
+            raise ValueError(
+                f"--train has classes {train_data.classes[:5]}..., {args.dataset} has {data.classes[:5]}..."
+            )
+        train, how = image_features(model, train_data, **options), f"trained on {train_data.name}"
+    else:  # one labelled set: a stratified half trains, the other half tests
+        train_rows, test_rows = stratified_split(test.labels, 0.5, seed=0)
+        train = type(test)(test.features[train_rows], test.labels[train_rows], test.kept[train_rows])
+        test = type(test)(test.features[test_rows], test.labels[test_rows], test.kept[test_rows], test.skipped)
+        how = f"trained on a stratified half of {data.name} ({len(train_rows)} images), tested on the other"
+    probe = linear_probe(train.features, train.labels, test.features, test.labels, data.classes)
+    report = probe.report
+    print(
+        f"{data.name}: linear probe top-1 {report.top1:.2f}%, mean per-class recall {report.mean_per_class_recall:.2f}% "
+        f"(C = {probe.c:.3g} chosen on validation; {how}; {report.count} test images)"
+    )
+    if not few:
+        path = write_result(
+            out, data.name, model_name, "linear_probe", classification_metrics(report),
+            c=probe.c, validation_top1={f"{c:.6g}": v / 100 for c, v in probe.validation.items()},
+            train=how, images=report.count, confusion_matrix=report.confusion.tolist(),
+        )  # fmt: skip
+        _report_files(path, None, test)
+        return 0
+    zero_shot, _ = zero_shot_classification(model, data, templates, features=test)
+    shots = few_shot(train.features, train.labels, test.features, test.labels, data.classes, c=probe.c)
+    for k in sorted(shots.top1):
+        print(f"  {k:>2} per class: top-1 {shots.mean(k):.2f}% (draws: {', '.join(f'{v:.1f}' for v in shots.top1[k])})")
+    print(f"  zero-shot: top-1 {zero_shot.top1:.2f}%; all-data linear probe: {report.top1:.2f}%")
+    plot = plot_few_shot(
+        shots, zero_shot.top1, out / f"{data.name}__{model_name}__few_shot.png", f"{model_name} on {data.name}"
+    )
+    path = write_result(
+        out, data.name, model_name, "few_shot",
+        {f"acc1_{k}shot": shots.mean(k) / 100 for k in sorted(shots.top1)} | {"zeroshot_acc1": zero_shot.top1 / 100, "linear_probe_acc1": report.top1 / 100},
+        shots=shots.to_dict(), c=probe.c, train=how, images=report.count,
+    )  # fmt: skip
+    _report_files(path, plot, test)
     return 0
 
 
