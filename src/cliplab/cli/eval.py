@@ -9,7 +9,10 @@ Tasks:
 - `linear_probe`: logistic regression on frozen image features of `--train` (or, without it, of a
   stratified half of DATASET, the other half being the test set), C chosen on a validation split;
 - `few_shot`: the same with k = 1, 2, 4, 8, 16 images per class, three draws each, plotted against
-  the zero-shot accuracy.
+  the zero-shot accuracy;
+- `robustness`: zero-shot and the linear probe on the test images and on shifted versions of them
+  (greyscale, blur, low resolution, sketch, JPEG; `--shift FOLDER` adds a real shifted set), with
+  the accuracy each loses.
 Results go to `--out` as CLIP_benchmark-style JSON files; image features are cached on disk.
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot")
+TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot", "robustness")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default=None, help="caption tables: rows of this split; IDX files: train or test")
     parser.add_argument("--train", help="linear_probe, few_shot: the labelled training images (same forms as DATASET)")
     parser.add_argument("--train-split", default="train", help="IDX files of --train: train (default) or test")
+    parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="NAME|PATH",
+        help="robustness: a made shift (grayscale, blur, low_resolution, sketch, jpeg; default all) or a labelled "
+        "set with the same classes; repeatable",
+    )
     parser.add_argument("--out", default="results", help="folder for the JSON and plots (default: ./results)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
@@ -112,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     templates = check_templates(templates or ["a photo of a {}."], "--template")
     if task == "zeroshot_classification":
         return _classification(model, model_name, args, templates, options, out)
-    return _probe(model, model_name, args, templates, options, out, few=task == "few_shot")
+    return _probe(model, model_name, args, templates, options, out, task)
 
 
 def _classification(model, model_name: str, args, templates: list[str], options: dict, out: Path) -> int:
@@ -179,7 +190,7 @@ def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
     return 0
 
 
-def _probe(model, model_name: str, args, templates: list[str], options: dict, out: Path, few: bool) -> int:
+def _probe(model, model_name: str, args, templates: list[str], options: dict, out: Path, task: str) -> int:
     from ..evaluate.datasets import open_labelled_images
     from ..evaluate.features import image_features
     from ..evaluate.few_shot import few_shot, plot_few_shot
@@ -201,6 +212,7 @@ def _probe(model, model_name: str, args, templates: list[str], options: dict, ou
         train_rows, test_rows = stratified_split(test.labels, 0.5, seed=0)
         train = type(test)(test.features[train_rows], test.labels[train_rows], test.kept[train_rows])
         test = type(test)(test.features[test_rows], test.labels[test_rows], test.kept[test_rows], test.skipped)
+        data = data.subset(test.kept.tolist(), name=data.name)  # the test half, for shifted copies
         how = f"trained on a stratified half of {data.name} ({len(train_rows)} images), tested on the other"
     probe = linear_probe(train.features, train.labels, test.features, test.labels, data.classes)
     report = probe.report
@@ -208,7 +220,9 @@ def _probe(model, model_name: str, args, templates: list[str], options: dict, ou
         f"{data.name}: linear probe top-1 {report.top1:.2f}%, mean per-class recall {report.mean_per_class_recall:.2f}% "
         f"(C = {probe.c:.3g} chosen on validation; {how}; {report.count} test images)"
     )
-    if not few:
+    if task == "robustness":
+        return _robustness(model, model_name, args, templates, options, out, data, probe, how)
+    if task == "linear_probe":
         path = write_result(
             out, data.name, model_name, "linear_probe", classification_metrics(report),
             c=probe.c, validation_top1={f"{c:.6g}": v / 100 for c, v in probe.validation.items()},
@@ -230,6 +244,35 @@ def _probe(model, model_name: str, args, templates: list[str], options: dict, ou
         shots=shots.to_dict(), c=probe.c, train=how, images=report.count,
     )  # fmt: skip
     _report_files(path, plot, test)
+    return 0
+
+
+def _robustness(model, model_name, args, templates, options, out, data, probe, how) -> int:
+    from ..evaluate.datasets import open_labelled_images
+    from ..evaluate.results import write_result
+    from ..evaluate.robustness import robustness
+    from ..evaluate.shifts import SHIFTS, shifted
+
+    sets = {}
+    for spec in args.shift or list(SHIFTS):
+        if spec in SHIFTS:
+            sets[spec] = shifted(data, spec)
+        else:
+            other = open_labelled_images(spec, split=args.split or "test", classes=_classnames(args.classnames))
+            sets[other.name] = other
+    result = robustness(model, data, sets, templates, probe, **options)
+    print(f"{'':<16} {'zero-shot':>10} {'drop':>7}   {'linear probe':>12} {'drop':>7}   images")
+    for r in [result.clean, *result.shifts]:
+        print(
+            f"{r.name:<16} {r.zero_shot_top1:9.2f}% {result.clean.zero_shot_top1 - r.zero_shot_top1:6.2f}   "
+            f"{r.probe_top1:11.2f}% {result.clean.probe_top1 - r.probe_top1:6.2f}   {r.images}"
+        )
+    path = write_result(
+        out, data.name, model_name, "robustness",
+        {f"{name}_{key}": value for name, row in result.to_dict().items() for key, value in row.items() if key != "images"},
+        shifts=result.to_dict(), c=probe.c, train=how, templates=templates,
+    )  # fmt: skip
+    print(f"results: {path} (the probe {how})")
     return 0
 
 

@@ -36,6 +36,12 @@ class ProbeResult:
     report: ClassificationReport
     c: float  # the chosen inverse regularisation strength
     validation: dict[float, float]  # C -> validation top-1 (percent), for every C tried
+    classifier: object = None  # the regression refit on all training features (scikit-learn's)
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, classes) scores of other features (a shifted test set, say) from the fitted probe."""
+        probabilities = self.classifier.predict_proba(features.double().numpy())
+        return scores_over_all_classes(self.classifier, probabilities, len(self.report.classes))
 
 
 def stratified_split(labels: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,4 +109,4 @@ def linear_probe(
     chosen = best()
     model, probabilities = fit_and_score(x, y, test_features.double().numpy(), chosen, max_iter, seed)
     report = classification_report(scores_over_all_classes(model, probabilities, len(classes)), test_labels, classes)
-    return ProbeResult(report, chosen, dict(sorted(tried.items())))
+    return ProbeResult(report, chosen, dict(sorted(tried.items())), model)
