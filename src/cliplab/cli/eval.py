@@ -12,7 +12,10 @@ Tasks:
   the zero-shot accuracy;
 - `robustness`: zero-shot and the linear probe on the test images and on shifted versions of them
   (greyscale, blur, low resolution, sketch, JPEG; `--shift FOLDER` adds a real shifted set), with
-  the accuracy each loses.
+  the accuracy each loses;
+- `overlap`: exact copies (content hashes) and near-duplicates (image embeddings) of DATASET's images
+  in `--train` (a labelled set or a caption table), with zero-shot accuracy on the overlapping and
+  the clean images.
 Results go to `--out` as CLIP_benchmark-style JSON files; image features are cached on disk.
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot", "robustness")
+TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot", "robustness", "overlap")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--split", default=None, help="caption tables: rows of this split; IDX files: train or test")
     parser.add_argument("--train", help="linear_probe, few_shot: the labelled training images (same forms as DATASET)")
-    parser.add_argument("--train-split", default="train", help="IDX files of --train: train (default) or test")
+    parser.add_argument(
+        "--train-split", help="--train's split: for IDX files train (default) or test; for tables, rows of this split"
+    )
     parser.add_argument(
         "--shift",
         action="append",
@@ -61,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME|PATH",
         help="robustness: a made shift (grayscale, blur, low_resolution, sketch, jpeg; default all) or a labelled "
         "set with the same classes; repeatable",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.99,
+        help="overlap: centred cosine similarity from which images are near-duplicates",
     )
     parser.add_argument("--out", default="results", help="folder for the JSON and plots (default: ./results)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -123,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     templates = check_templates(templates or ["a photo of a {}."], "--template")
     if task == "zeroshot_classification":
         return _classification(model, model_name, args, templates, options, out)
+    if task == "overlap":
+        return _overlap(model, model_name, args, templates, options, out)
     return _probe(model, model_name, args, templates, options, out, task)
 
 
@@ -202,7 +215,7 @@ def _probe(model, model_name: str, args, templates: list[str], options: dict, ou
     data = open_labelled_images(args.dataset, split=args.split or "test", classes=classnames)
     test = image_features(model, data, **options)
     if args.train:
-        train_data = open_labelled_images(args.train, split=args.train_split, classes=classnames)
+        train_data = open_labelled_images(args.train, split=args.train_split or "train", classes=classnames)
         if train_data.classes != data.classes:
             raise ValueError(
                 f"--train has classes {train_data.classes[:5]}..., {args.dataset} has {data.classes[:5]}..."
@@ -273,6 +286,53 @@ def _robustness(model, model_name, args, templates, options, out, data, probe, h
         shifts=result.to_dict(), c=probe.c, train=how, templates=templates,
     )  # fmt: skip
     print(f"results: {path} (the probe {how})")
+    return 0
+
+
+def _overlap(model, model_name, args, templates, options, out) -> int:
+    from ..data import read_caption_table
+    from ..evaluate.datasets import images_of, open_labelled_images
+    from ..evaluate.features import image_features
+    from ..evaluate.overlap import accuracy_split, content_hashes, find_overlap
+    from ..evaluate.results import write_result
+    from ..zeroshot import build_classifier
+
+    if not args.train:
+        raise ValueError("--task overlap needs --train: the training images to look for DATASET's images in")
+    data = open_labelled_images(args.dataset, split=args.split or "test", classes=_classnames(args.classnames))
+    if _is_caption_table(args.train):
+        table = Path(args.train)
+        name = f"{table.parent.name}-{table.stem}" + (f"-{args.train_split}" if args.train_split else "")
+        train_data = images_of(read_caption_table(table, split=args.train_split), name)
+    else:
+        train_data = open_labelled_images(args.train, split=args.train_split or "train")
+    test, train = image_features(model, data, **options), image_features(model, train_data, **options)
+    overlap = find_overlap(
+        test.features, train.features,
+        content_hashes(data, test.kept.tolist()), content_hashes(train_data, train.kept.tolist()),
+        args.threshold,
+    )  # fmt: skip
+    weights = build_classifier(model, data.classes, templates).float().cpu()
+    correct = (test.features @ weights).argmax(dim=1) == test.labels  # zero-shot, image by image
+    summary = accuracy_split(correct, overlap)
+    pairs = [
+        {"image": data.ids[int(test.kept[i])], "train_image": train_data.ids[int(train.kept[overlap.nearest[i]])],
+         "similarity": float(overlap.similarity[i]), "exact": bool(overlap.exact[i])}
+        for i in overlap.overlapping.nonzero().flatten().tolist()
+    ]  # fmt: skip
+    path = write_result(
+        out, data.name, model_name, "overlap", summary,
+        train=train_data.name, train_images=len(train.kept), threshold=args.threshold, overlapping=pairs,
+    )  # fmt: skip
+    rate = summary["overlap_rate"]
+    print(
+        f"{data.name} in {train_data.name}: {summary['exact_duplicates']} exact and {summary['near_duplicates']} near "
+        f"duplicates (centred similarity >= {args.threshold}) among {summary['images']} images, overlap {100 * rate:.2f}%"
+    )
+    for key in ("acc1_all", "acc1_overlapping", "acc1_clean"):
+        value = summary[key]
+        print(f"  zero-shot top-1, {key[5:]:<11} {'-' if value is None else f'{100 * value:.2f}%'}")
+    print(f"results: {path}")
     return 0
 
 
