@@ -153,3 +153,10 @@ def test_the_cache_key_follows_the_weights(tmp_path):
     other = image_features(b, data, workers=0, cache_dir=tmp_path, progress=False)
     assert not other.from_cache and not torch.equal(other.features, first.features)
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_sklearn_digits():
+    data = open_labelled_images("sklearn:digits")
+    assert len(data) == 1797 and data.classes == [str(d) for d in range(10)] and data.labels[:3] == [0, 1, 2]
+    image = np.asarray(data.load(0))
+    assert image.shape == (8, 8, 3) and image.max() > 200 and image.min() == 0  # ink on paper, 0..255

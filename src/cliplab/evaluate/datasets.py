@@ -5,6 +5,7 @@
   or its `images/` subfolder);
 - MNIST-style IDX files (`train-images-idx3-ubyte[.gz]` + labels, or `t10k-...` for the test split),
   as Fashion-MNIST and MNIST ship;
+- `sklearn:digits`: scikit-learn's bundled 8x8 handwritten digits (1,797 images; needs scikit-learn);
 - `synthetic:heldout` / `synthetic:seen`: the demo's world of coloured shapes.
 
 Every source gives a `LabelledImages`: class names, labels, and image `i` loaded on demand, plus a
@@ -100,6 +101,8 @@ def open_labelled_images(
     text = str(source)
     if text.startswith("synthetic:"):
         return _synthetic(text.split(":", 1)[1])
+    if text == "sklearn:digits":
+        return _digits(classes)
     path = Path(source).expanduser()
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         return _label_table(path, classes)
@@ -109,7 +112,7 @@ def open_labelled_images(
         return _class_folders(path)
     raise ValueError(
         f"{text}: not a folder of class folders, a label table (.csv/.tsv), a folder of IDX files, "
-        "or synthetic:heldout / synthetic:seen"
+        "sklearn:digits, or synthetic:heldout / synthetic:seen"
     )
 
 
@@ -196,6 +199,24 @@ def _idx(folder: Path, split: str, classes: Sequence[str] | None) -> LabelledIma
         _GreyArrays(images),
         digest,
         [f"{images_path.name}:{i}" for i in range(len(labels))],
+    )
+
+
+def _digits(classes: Sequence[str] | None) -> LabelledImages:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("sklearn:digits needs scikit-learn: pip install 'cliplab[eval]'") from None
+    digits = load_digits()
+    images = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0..16 ink levels -> 0..255
+    names = list(classes) if classes is not None else [str(d) for d in range(10)]
+    return LabelledImages(
+        "sklearn-digits",
+        names,
+        digits.target.astype(int).tolist(),
+        _GreyArrays(images),
+        hashlib.sha256(images.tobytes() + digits.target.tobytes() + "\n".join(names).encode()).hexdigest()[:16],
+        [f"digits:{i}" for i in range(len(images))],
     )
 
 
