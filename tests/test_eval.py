@@ -140,6 +140,7 @@ def test_retrieval_on_a_caption_table_equals_the_direct_computation(tmp_path, ch
     assert result["metrics"]["image_retrieval_recall@1"] == pytest.approx(expected["text_to_image_R@1"] / 100)
     assert result["metrics"]["text_retrieval_recall@1"] == pytest.approx(expected["image_to_text_R@1"] / 100)
     assert result["metrics"]["images"] == 3 and result["metrics"]["captions"] == 6
+    assert list((tmp_path / "results").glob("*retrieval_examples.png"))
 
 
 def test_the_cache_key_follows_the_weights(tmp_path):

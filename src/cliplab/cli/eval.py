@@ -175,16 +175,23 @@ def _classification(model, model_name: str, args, templates: list[str], options:
 
 
 def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
-    from ..data import read_caption_table
+    from ..data import read_caption_table, read_image
+    from ..evaluate.plots import plot_retrieval_examples
     from ..evaluate.results import retrieval_metrics_in_benchmark_names, write_result
-    from ..evaluate.zeroshot_retrieval import zero_shot_retrieval
+    from ..evaluate.zeroshot_retrieval import top_captions, zero_shot_retrieval
 
     entries = read_caption_table(args.dataset, split=args.split)
     if not entries:
         raise ValueError(f"{args.dataset}: no rows" + (f" in split {args.split!r}" if args.split else ""))
     table = Path(args.dataset)
     name = f"{table.parent.name}-{table.stem}" + (f"-{args.split}" if args.split else "")  # flickr8k-captions-dev
-    metrics, features = zero_shot_retrieval(model, entries, name, **options)
+    metrics, features, texts = zero_shot_retrieval(model, entries, name, **options)
+    rows = list(range(min(8, len(features.kept))))
+    examples = [
+        (read_image(entries[int(features.kept[row])].path).convert("RGB"), top)
+        for row, top in zip(rows, top_captions(features, texts, rows))
+    ]
+    plot = plot_retrieval_examples(examples, out / f"{name}__{model_name}__retrieval_examples.png")
     path = write_result(
         out,
         name,
@@ -199,7 +206,7 @@ def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
         f"image->text {metrics['image_to_text_R@1']:.1f}/{metrics['image_to_text_R@5']:.1f}/"
         f"{metrics['image_to_text_R@10']:.1f}%"
     )
-    _report_files(path, None, features)
+    _report_files(path, plot, features)
     return 0
 
 

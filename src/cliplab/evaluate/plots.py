@@ -63,3 +63,22 @@ def save_figure(plt, figure, out: Path) -> Path:
     figure.savefig(out, dpi=100)
     plt.close(figure)
     return out
+
+
+def plot_retrieval_examples(examples: list, out: Path, columns: int = 4) -> Path | None:
+    """Images with their top retrieved captions (image -> text); a caption of the image is marked with *."""
+    import textwrap
+
+    plt = pyplot()
+    if plt is None:
+        return None
+    rows = -(-len(examples) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 5.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (image, top) in zip(axes.flat, examples):
+        axis.imshow(image)
+        lines = [textwrap.fill(f"{'*' if right else ' '} {score:.2f} {caption}", 48) for caption, score, right in top]
+        axis.set_title("\n".join(lines), fontsize=7, loc="left", color="green" if top[0][2] else "red")
+    figure.tight_layout()
+    return save_figure(plt, figure, out)

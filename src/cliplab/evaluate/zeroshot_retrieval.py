@@ -20,7 +20,8 @@ from .retrieval import retrieval_metrics
 def zero_shot_retrieval(
     model: CLIP, entries: list[CaptionedImage], name: str, text_batch_size: int = 256, **feature_options
 ) -> tuple[dict[str, float], ImageFeatures]:
-    """(recall@1/5/10 and median rank both ways, the image features); options go to `image_features`."""
+    """(recall@1/5/10 and median rank both ways, the image features, (caption features, captions, the row of
+    each caption's image)); options go to `image_features`."""
     images = image_features(model, images_of(entries, name), **feature_options)
     captions, owner = [], []
     for row, index in enumerate(images.kept.tolist()):
@@ -34,4 +35,17 @@ def zero_shot_retrieval(
         ]
     )  # fmt: skip
     metrics = retrieval_metrics(images.features, text, torch.tensor(owner))
-    return {"images": len(images.kept), "captions": len(captions), **metrics}, images
+    return {"images": len(images.kept), "captions": len(captions), **metrics}, images, (text, captions, owner)
+
+
+def top_captions(
+    images: ImageFeatures, texts: tuple, rows: list[int], k: int = 3
+) -> list[list[tuple[str, float, bool]]]:
+    """For each of `rows` (positions among the kept images): its k best captions, their scores, whether its own."""
+    text, captions, owner = texts
+    scores = images.features[rows] @ text.t()  # n T
+    top = scores.topk(min(k, len(captions)), dim=1)
+    return [
+        [(captions[j], float(v), owner[j] == row) for v, j in zip(values.tolist(), indices.tolist())]
+        for row, values, indices in zip(rows, top.values, top.indices)
+    ]
