@@ -17,6 +17,7 @@ from cliplab.cli import main
 from cliplab.evaluate import classification_report, retrieval_metrics
 from cliplab.evaluate.datasets import open_labelled_images, read_idx
 from cliplab.evaluate.features import image_features
+from cliplab.evaluate.shard_index import index_shards
 from cliplab.zeroshot import build_classifier
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
@@ -161,3 +162,62 @@ def test_sklearn_digits():
     assert len(data) == 1797 and data.classes == [str(d) for d in range(10)] and data.labels[:3] == [0, 1, 2]
     image = np.asarray(data.load(0))
     assert image.shape == (8, 8, 3) and image.max() > 200 and image.min() == 0  # ink on paper, 0..255
+
+
+def _add(tar, name: str, payload: bytes) -> None:
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def test_webdataset_shards_for_retrieval_and_classification(tmp_path, checkpoint):
+    import io
+    import tarfile
+
+    from cliplab.data import read_caption_table
+    from cliplab.data.shards import write_shards
+
+    # retrieval: shards written from a caption table give the table's own figures
+    rows = []
+    for k, (name, colour) in enumerate(COLOURS.items()):
+        _image(colour, k).save(tmp_path / f"{name}.png")
+        rows += [f"{name}.png\ta {name} square", f"{name}.png\tsomething {name}"]
+    (tmp_path / "captions.tsv").write_text("image\tcaption\n" + "\n".join(rows) + "\n")
+    write_shards(
+        read_caption_table(tmp_path / "captions.tsv"), tmp_path / "shards", samples_per_shard=2, progress=False
+    )
+    table = _run_eval([str(tmp_path / "captions.tsv"), "--checkpoint", str(checkpoint), "--no-cache"], tmp_path / "a")
+    shards = _run_eval([str(tmp_path / "shards"), "--checkpoint", str(checkpoint), "--no-cache"], tmp_path / "b")
+    assert shards["task"] == "zeroshot_retrieval" and shards["metrics"] == table["metrics"]
+
+    # classification: .cls labels; a shard cut off inside its second image keeps its first sample
+    images, labels = [], []
+    with (
+        tarfile.open(tmp_path / "labelled" / "00000.tar", "w")
+        if (tmp_path / "labelled").mkdir() is None
+        else None as tar
+    ):
+        for k in range(6):
+            colour = list(COLOURS)[k % 3]
+            buffer = io.BytesIO()
+            _image(COLOURS[colour], 100 + k).save(buffer, format="PNG")
+            _add(tar, f"s{k}.png", buffer.getvalue())
+            _add(tar, f"s{k}.cls", str(k % 3).encode())
+            images.append(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+            labels.append(k % 3)
+    data = open_labelled_images(tmp_path / "labelled", classes=list(COLOURS))
+    assert len(data) == 6 and data.labels == labels
+    result = _run_eval([str(tmp_path / "labelled"), "--checkpoint", str(checkpoint), "--classnames", ",".join(COLOURS), "--no-cache"], tmp_path / "c")  # fmt: skip
+    assert result["task"] == "zeroshot_classification" and result["images"] == 6
+    assert result["metrics"]["acc1"] == pytest.approx(_expected_top1(checkpoint, images, labels, list(COLOURS), ["a photo of a {}."]))  # fmt: skip
+    with tarfile.open(tmp_path / "labelled" / "00000.tar") as tar:
+        second_image = tar.getmember("s1.png").offset_data
+    whole = (tmp_path / "labelled" / "00000.tar").read_bytes()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "00000.tar").write_bytes(whole[: second_image + 100])  # into the second image's bytes
+    assert "cut off" in index_shards(tmp_path / "cut").problems[0][1]
+    cut = open_labelled_images(tmp_path / "cut", classes=list(COLOURS))
+    assert len(cut) == 1 and np.array_equal(np.asarray(cut.load(0)), np.asarray(images[0]))

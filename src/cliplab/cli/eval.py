@@ -4,7 +4,8 @@ Tasks:
 - `zeroshot_classification` on a folder of class folders, a label table (image,label), IDX files
   (MNIST, Fashion-MNIST) or `synthetic:heldout`: top-1, top-5, mean per-class recall, confusion
   matrix (JSON and PNG);
-- `zeroshot_retrieval` on a caption table (image,caption; several rows per image allowed):
+- `zeroshot_retrieval` on a caption table (image,caption; several rows per image allowed) or
+  WebDataset shards of images with .txt / .json captions (shards with .cls labels mean classification):
   recall@1/5/10 and median rank, both ways;
 - `linear_probe`: logistic regression on frozen image features of `--train` (or, without it, of a
   stratified half of DATASET, the other half being the test set), C chosen on a validation split;
@@ -98,6 +99,17 @@ def _classnames(spec: str | None) -> list[str] | None:
     return names
 
 
+def _is_shards(dataset: str) -> bool:
+    path = Path(dataset)
+    return "{" in dataset or path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar")))
+
+
+def _labelled_shards(dataset: str) -> bool:
+    from ..evaluate.shard_index import index_shards
+
+    return any("cls" in s.texts for s in index_shards(dataset).samples[:100])
+
+
 def _is_caption_table(dataset: str) -> bool:
     from ..data.table import read_rows
 
@@ -114,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     task = args.task
     if task == "auto":
-        task = "zeroshot_retrieval" if _is_caption_table(args.dataset) else "zeroshot_classification"
+        captioned = _is_caption_table(args.dataset) or (_is_shards(args.dataset) and not _labelled_shards(args.dataset))
+        task = "zeroshot_retrieval" if captioned else "zeroshot_classification"
     model = load_model(args.checkpoint)
     checkpoint = resolve_checkpoint(args.checkpoint)
     model_name = checkpoint.stem if checkpoint.is_file() else checkpoint.name
@@ -175,20 +188,35 @@ def _classification(model, model_name: str, args, templates: list[str], options:
 
 
 def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
-    from ..data import read_caption_table, read_image
+    from ..data import read_caption_table
+    from ..evaluate.datasets import LabelledImages, images_of
     from ..evaluate.plots import plot_retrieval_examples
     from ..evaluate.results import retrieval_metrics_in_benchmark_names, write_result
+    from ..evaluate.shard_index import ShardImages, index_shards, sample_caption_list
     from ..evaluate.zeroshot_retrieval import top_captions, zero_shot_retrieval
 
-    entries = read_caption_table(args.dataset, split=args.split)
-    if not entries:
-        raise ValueError(f"{args.dataset}: no rows" + (f" in split {args.split!r}" if args.split else ""))
-    table = Path(args.dataset)
-    name = f"{table.parent.name}-{table.stem}" + (f"-{args.split}" if args.split else "")  # flickr8k-captions-dev
-    metrics, features, texts = zero_shot_retrieval(model, entries, name, **options)
+    source = Path(args.dataset)
+    if _is_shards(args.dataset):
+        index = index_shards(args.dataset)
+        samples = [s for s in index.samples if sample_caption_list(s)]
+        if not samples:
+            raise ValueError(f"{args.dataset}: no samples with captions (.txt or .json)")
+        name = Path(args.dataset.split("{")[0].rstrip("/")).name or "shards"
+        images = LabelledImages(name, ["image"], [0] * len(samples), ShardImages(samples), index.fingerprint,
+                                [f"{s.shard}:{s.key}" for s in samples])  # fmt: skip
+        captions = [sample_caption_list(s) for s in samples]
+        for shard, problem in index.problems:
+            print(f"{shard}: {problem}")
+    else:
+        entries = read_caption_table(source, split=args.split)
+        if not entries:
+            raise ValueError(f"{args.dataset}: no rows" + (f" in split {args.split!r}" if args.split else ""))
+        name = f"{source.parent.name}-{source.stem}" + (f"-{args.split}" if args.split else "")  # flickr8k-captions-dev
+        images, captions = images_of(entries, name), [list(e.captions) for e in entries]
+    metrics, features, texts = zero_shot_retrieval(model, images, captions, **options)
     rows = list(range(min(8, len(features.kept))))
     examples = [
-        (read_image(entries[int(features.kept[row])].path).convert("RGB"), top)
+        (images.load(int(features.kept[row])).convert("RGB"), top)
         for row, top in zip(rows, top_captions(features, texts, rows))
     ]
     plot = plot_retrieval_examples(examples, out / f"{name}__{model_name}__retrieval_examples.png")

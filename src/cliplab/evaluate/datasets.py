@@ -5,6 +5,8 @@
   or its `images/` subfolder);
 - MNIST-style IDX files (`train-images-idx3-ubyte[.gz]` + labels, or `t10k-...` for the test split),
   as Fashion-MNIST and MNIST ship;
+- WebDataset shards (a folder of `.tar` files, one `.tar`, or `{00000..00009}.tar`) whose samples hold
+  an image and a `.cls` label;
 - `sklearn:digits`: scikit-learn's bundled 8x8 handwritten digits (1,797 images; needs scikit-learn);
 - `synthetic:heldout` / `synthetic:seen`: the demo's world of coloured shapes.
 
@@ -106,6 +108,8 @@ def open_labelled_images(
     path = Path(source).expanduser()
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         return _label_table(path, classes)
+    if "{" in text or path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
+        return _labelled_shards(text, classes)
     if path.is_dir():
         if _idx_files(path, split) is not None:
             return _idx(path, split, classes)
@@ -113,6 +117,30 @@ def open_labelled_images(
     raise ValueError(
         f"{text}: not a folder of class folders, a label table (.csv/.tsv), a folder of IDX files, "
         "sklearn:digits, or synthetic:heldout / synthetic:seen"
+    )
+
+
+def _labelled_shards(source: str, classes: Sequence[str] | None) -> LabelledImages:
+    from .shard_index import ShardImages, index_shards, sample_label
+
+    index = index_shards(source)
+    samples = [s for s in index.samples if sample_label(s) is not None]
+    if not samples:
+        raise ValueError(
+            f"{source}: no samples with a .cls label (for retrieval use captions: --task zeroshot_retrieval)"
+        )
+    labels = [sample_label(s) for s in samples]
+    names = list(classes) if classes is not None else [str(i) for i in range(max(labels) + 1)]
+    if max(labels) >= len(names):
+        raise ValueError(f"{source}: label {max(labels)} but only {len(names)} class names")
+    name = Path(source.split("{")[0].rstrip("/")).name or "shards"
+    return LabelledImages(
+        name,
+        names,
+        labels,
+        ShardImages(samples),
+        hashlib.sha256(f"{index.fingerprint}|{names}".encode()).hexdigest()[:16],
+        [f"{s.shard}:{s.key}" for s in samples],
     )
 
 

@@ -1,4 +1,4 @@
-"""Zero-shot image<->text retrieval on a caption table, several captions per image.
+"""Zero-shot image<->text retrieval: images with several captions each (a caption table, shards).
 
 Images that cannot be read are skipped with their captions (and listed); every other image must be
 found from each of its captions, and each image counts as found when any of its captions ranks high.
@@ -8,34 +8,35 @@ from __future__ import annotations
 
 import torch
 
-from ..data import CaptionedImage
 from ..models import CLIP
 from ..tokenizer import tokenize
-from .datasets import images_of
+from .datasets import LabelledImages
 from .features import ImageFeatures, image_features
 from .retrieval import retrieval_metrics
 
 
 @torch.no_grad()
 def zero_shot_retrieval(
-    model: CLIP, entries: list[CaptionedImage], name: str, text_batch_size: int = 256, **feature_options
-) -> tuple[dict[str, float], ImageFeatures]:
+    model: CLIP, images: LabelledImages, captions: list[list[str]], text_batch_size: int = 256, **feature_options
+) -> tuple[dict[str, float], ImageFeatures, tuple]:
     """(recall@1/5/10 and median rank both ways, the image features, (caption features, captions, the row of
     each caption's image)); options go to `image_features`."""
-    images = image_features(model, images_of(entries, name), **feature_options)
-    captions, owner = [], []
-    for row, index in enumerate(images.kept.tolist()):
-        captions += entries[index].captions
-        owner += [row] * len(entries[index].captions)
+    features = image_features(model, images, **feature_options)
+    texts, owner = [], []
+    for row, index in enumerate(features.kept.tolist()):
+        texts += captions[index]
+        owner += [row] * len(captions[index])
     device = next(model.parameters()).device
+    if not texts:
+        raise ValueError(f"{images.name}: no captions for the images that could be read")
     text = torch.cat(
         [
-            model.encode_text(tokenize(captions[s : s + text_batch_size], model.context_length, truncate=True).to(device), normalize=True).float().cpu()
-            for s in range(0, len(captions), text_batch_size)
+            model.encode_text(tokenize(texts[s : s + text_batch_size], model.context_length, truncate=True).to(device), normalize=True).float().cpu()
+            for s in range(0, len(texts), text_batch_size)
         ]
     )  # fmt: skip
-    metrics = retrieval_metrics(images.features, text, torch.tensor(owner))
-    return {"images": len(images.kept), "captions": len(captions), **metrics}, images, (text, captions, owner)
+    metrics = retrieval_metrics(features.features, text, torch.tensor(owner))
+    return {"images": len(features.kept), "captions": len(texts), **metrics}, features, (text, texts, owner)
 
 
 def top_captions(
