@@ -44,3 +44,25 @@ def test_ties_count_against_the_query_and_chunks_do_not_matter():
     owners = torch.arange(120) % 50
     for a, b in zip(retrieval_ranks(images, texts, owners, chunk=7), retrieval_ranks(images, texts, owners)):
         assert torch.equal(a, b)
+
+
+def test_equal_to_a_brute_force_reference_with_one_to_five_captions_per_image():
+    generator = torch.Generator().manual_seed(1)
+    counts = torch.randint(1, 6, (40,), generator=generator)  # 1..5 captions per image
+    owners = torch.arange(40).repeat_interleave(counts)
+    images = F.normalize(torch.randn(40, 16, generator=generator), dim=-1)
+    texts = F.normalize(images[owners] + 0.9 * torch.randn(len(owners), 16, generator=generator), dim=-1)
+    scores = (images @ texts.t()).tolist()
+    # image -> text: 1 + the number of other images' captions scoring at least its best own caption
+    expected_image = []
+    for i, row in enumerate(scores):
+        best = max(s for s, o in zip(row, owners.tolist()) if o == i)
+        expected_image.append(1 + sum(s >= best for s, o in zip(row, owners.tolist()) if o != i))
+    # text -> image: the number of images scoring at least the caption's own image (itself included)
+    expected_text = [sum(scores[i][j] >= scores[o][j] for i in range(40)) for j, o in enumerate(owners.tolist())]
+    image_ranks, text_ranks = retrieval_ranks(images, texts, owners)
+    assert image_ranks.tolist() == expected_image and text_ranks.tolist() == expected_text
+    metrics = retrieval_metrics(images, texts, owners)
+    for k in (1, 5, 10):
+        assert metrics[f"image_to_text_R@{k}"] == 100 * sum(r <= k for r in expected_image) / 40
+        assert metrics[f"text_to_image_R@{k}"] == 100 * sum(r <= k for r in expected_text) / len(owners)
