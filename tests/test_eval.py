@@ -14,10 +14,10 @@ from PIL import Image
 
 import cliplab
 from cliplab.cli import main
+from cliplab.data.shard_index import index_shards
 from cliplab.evaluate import classification_report, retrieval_metrics
 from cliplab.evaluate.datasets import open_labelled_images, read_idx
 from cliplab.evaluate.features import image_features
-from cliplab.evaluate.shard_index import index_shards
 from cliplab.zeroshot import build_classifier
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}

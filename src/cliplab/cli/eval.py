@@ -105,7 +105,7 @@ def _is_shards(dataset: str) -> bool:
 
 
 def _labelled_shards(dataset: str) -> bool:
-    from ..evaluate.shard_index import index_shards
+    from ..data.shard_index import index_shards
 
     return any("cls" in s.texts for s in index_shards(dataset).samples[:100])
 
@@ -189,10 +189,10 @@ def _classification(model, model_name: str, args, templates: list[str], options:
 
 def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
     from ..data import read_caption_table
+    from ..data.shard_index import ShardImages, index_shards, sample_caption_list
     from ..evaluate.datasets import LabelledImages, images_of
     from ..evaluate.plots import plot_retrieval_examples
     from ..evaluate.results import retrieval_metrics_in_benchmark_names, write_result
-    from ..evaluate.shard_index import ShardImages, index_shards, sample_caption_list
     from ..evaluate.zeroshot_retrieval import top_captions, zero_shot_retrieval
 
     source = Path(args.dataset)

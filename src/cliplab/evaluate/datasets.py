@@ -121,7 +121,7 @@ def open_labelled_images(
 
 
 def _labelled_shards(source: str, classes: Sequence[str] | None) -> LabelledImages:
-    from .shard_index import ShardImages, index_shards, sample_label
+    from ..data.shard_index import ShardImages, index_shards, sample_label
 
     index = index_shards(source)
     samples = [s for s in index.samples if sample_label(s) is not None]

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..checkpoints.files import save_safetensors
 from ..data.decode import BadSample
 from ..models import CLIP
+from ..models.fingerprint import model_fingerprint
 from ..transforms import image_transform
 from .datasets import LabelledImages
 
@@ -39,15 +40,6 @@ class ImageFeatures:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CLIPLAB_CACHE") or Path.home() / ".cache" / "cliplab") / "features"
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """A digest of every weight: the same weights give the same key, however they were loaded."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 class _Pixels(Dataset):

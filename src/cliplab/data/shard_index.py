@@ -1,4 +1,4 @@
-"""WebDataset shards as an evaluation set, read in place.
+"""WebDataset shards read in place (for evaluation sets and embedding collections).
 
 One pass over the tar headers records, per sample, where its image's bytes lie (shard, offset, size)
 and its small text members (`.cls` label, `.txt` / `.json` captions); an image is read later with a
