@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from ..errors import CheckpointError
-from . import classify, convert, demo, info, models, shards, train
+from . import classify, convert, demo, embed, index, info, models, search, serve, shards, train
 from . import eval as eval_command
 
-COMMANDS = (demo, models, info, convert, classify, eval_command, train, shards)
+COMMANDS = (demo, models, info, convert, classify, eval_command, train, shards, embed, index, search, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (CheckpointError, ValueError, FileNotFoundError) as err:
+    except (CheckpointError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"cliplab {args.command}: error: {err}", file=sys.stderr)
         return 2
 

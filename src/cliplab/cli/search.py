@@ -1,0 +1,49 @@
+"""`cliplab search DIR "a dog running through snow"` or `--image query.jpg`: the nearest items."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search an embedded collection by text or by an example image",
+        description="Top-k items by cosine similarity, with the model that embedded the collection.",
+    )
+    parser.add_argument("folder", help="a folder written by cliplab embed")
+    parser.add_argument("text", nargs="?", help="what to look for")
+    parser.add_argument("--image", help="an example image to look for instead of text")
+    parser.add_argument("-k", type=int, default=10, help="results (default: 10)")
+    parser.add_argument("--checkpoint", help="the model's file, if it moved since embedding (must be the same weights)")
+    parser.add_argument("--fold-duplicates", action="store_true", help="list near-duplicates under one result")
+    parser.add_argument("--json", action="store_true", help="print results as JSON lines")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import read_image
+    from ..search import Searcher
+
+    if (args.text is None) == (args.image is None):
+        raise ValueError("give either a text query or --image FILE")
+    if args.k < 1:
+        raise ValueError("-k must be at least 1")
+    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint)
+    if args.image:
+        with read_image(Path(args.image)) as image:
+            vector = searcher.image_vector(image)
+    else:
+        vector = searcher.text_vector(args.text)
+    for rank, hit in enumerate(searcher.search(vector, args.k, fold_duplicates=args.fold_duplicates), 1):
+        item = searcher.collection.item(hit.id)
+        if args.json:
+            print(json.dumps({"rank": rank, "score": round(hit.score, 4), **item.public(), "path": item.path,
+                              "duplicates": hit.duplicates}))  # fmt: skip
+            continue
+        folded = f"  (+{len(hit.duplicates)} near-duplicates)" if hit.duplicates else ""
+        caption = f"  {item.caption}" if item.caption else ""
+        print(f"{rank:>3}. {hit.score:.4f}  {item.key}{caption}{folded}")
+    return 0

@@ -1,0 +1,132 @@
+"""An embedded collection on disk, as `cliplab embed` writes it: manifest, embeddings, metadata.
+
+Item ids are row numbers: 0 .. rows - 1 in shard order, the same numbers the FAISS index returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelMismatch
+
+FORMAT = "cliplab-embeddings/1"
+MANIFEST = "manifest.json"
+
+
+def shard_name(n: int) -> str:
+    return f"{n:05d}"
+
+
+def require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ImportError("embedding collections need pyarrow and faiss: pip install 'cliplab[search]'") from None
+
+
+@dataclass
+class Item:
+    id: int
+    key: str
+    path: str
+    caption: str | None
+    width: int
+    height: int
+    offset: int | None = None
+    size: int | None = None
+
+    def public(self) -> dict:
+        """What a client may see: no file-system paths."""
+        return {"id": self.id, "key": self.key, "caption": self.caption, "width": self.width, "height": self.height}
+
+
+class Collection:
+    def __init__(self, folder: Path, manifest: dict):
+        self.folder, self.manifest = folder, manifest
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike) -> Collection:
+        folder = Path(folder)
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder}: no {MANIFEST}; make a collection with `cliplab embed SOURCE --out {folder}`"
+            )
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"{folder}: {MANIFEST} is not a cliplab embedding manifest ({FORMAT})")
+        if not manifest.get("complete"):
+            raise ValueError(
+                f"{folder}: the embedding run did not finish; run the same `cliplab embed` again to resume it"
+            )
+        return cls(folder, manifest)
+
+    @property
+    def model(self) -> dict:
+        return self.manifest["model"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def has_captions(self) -> bool:
+        return bool(self.manifest["captions"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["rows"])
+
+    def check_model(self, fingerprint: str) -> None:
+        if fingerprint != self.model["fingerprint"]:
+            raise ModelMismatch(
+                f"{self.folder} was embedded by another model ({self.model['checkpoint']}, weights "
+                f"{self.model['fingerprint'][:12]}); queries must use the same model (these weights: {fingerprint[:12]})"
+            )
+
+    def _files(self, kind: str) -> list[Path]:
+        return [self.folder / kind / f"{kind}_{shard_name(n)}.npy" for n in range(self.manifest["shards"])]
+
+    def embeddings(self, kind: str = "img_emb") -> np.ndarray:
+        """(rows, dim) float32 embeddings of the images (`img_emb`) or the captions (`text_emb`)."""
+        if kind == "text_emb" and not self.has_captions:
+            raise ValueError(f"{self.folder}: its source had no captions")
+        parts = [np.load(path) for path in self._files(kind)]
+        array = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
+        if len(array) != len(self):
+            raise ValueError(f"{self.folder}: {len(array)} {kind} rows but the manifest says {len(self)}")
+        return array
+
+    @cached_property
+    def image_vectors(self) -> np.ndarray:
+        return self.embeddings("img_emb")
+
+    @cached_property
+    def _metadata(self):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(self.folder / "metadata" / f"metadata_{shard_name(n)}.parquet")
+                  for n in range(self.manifest["shards"])]  # fmt: skip
+        table = pa.concat_tables(tables)
+        if len(table) != len(self):
+            raise ValueError(f"{self.folder}: {len(table)} metadata rows but the manifest says {len(self)}")
+        return {name: table.column(name).to_pylist() for name in table.column_names}
+
+    def item(self, id: int) -> Item:
+        if not 0 <= id < len(self):
+            raise KeyError(id)
+        columns = self._metadata
+        return Item(**{name: columns[name][id] for name in Item.__dataclass_fields__})
+
+    def open_image(self, id: int):
+        """The item's image, read from where it was embedded (a file or a byte range of a shard)."""
+        from .sources import Item as SourceItem
+
+        item = self.item(id)
+        return SourceItem(item.key, item.path, item.caption, item.offset, item.size).open_image()

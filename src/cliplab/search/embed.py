@@ -1,0 +1,251 @@
+"""`cliplab embed`: L2-normalised float16 embeddings of a collection, in shards that survive interruption.
+
+The layout follows clip-retrieval's, which its users know::
+
+    OUT/manifest.json                    the model that made the embeddings, the source, the shards
+    OUT/img_emb/img_emb_00000.npy        (rows, dim) float16 image embeddings
+    OUT/text_emb/text_emb_00000.npy      caption embeddings, row-aligned (sources with captions)
+    OUT/metadata/metadata_00000.parquet  id, key, path, caption, width, height (+ offset, size in a shard)
+    OUT/done/00000.json                  written last: the shard is complete; its rows and skipped items
+    OUT/skipped.jsonl                    every item that could not be decoded, and why
+
+Output shard n always holds items [n * shard_size, (n + 1) * shard_size) of the source, every file is
+written atomically, and a shard counts as finished only once its `done` file exists; so a run that
+is killed resumes with the next unfinished shard, and ends with the same files as a run that was not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..checkpoints.files import atomic_write
+from ..data.decode import MAX_PIXELS, BadSample
+from ..errors import ModelMismatch
+from ..models import CLIP
+from ..models.fingerprint import model_fingerprint
+from ..tokenizer import tokenize
+from ..transforms import image_transform
+from .collection import FORMAT, MANIFEST, require_pyarrow, shard_name
+from .sources import Item, Source, open_source
+
+DEFAULT_SHARD_SIZE = 10_000
+
+
+@dataclass
+class EmbedReport:
+    out: Path
+    rows: int  # embedded images, in the whole collection
+    skipped: int
+    shards: int
+    embedded_now: int  # images embedded by this call (the rest were in finished shards)
+    seconds: float
+    resumed_shards: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded_now / self.seconds if self.seconds > 0 else 0.0
+
+
+def model_identity(model: CLIP, checkpoint: str) -> dict:
+    """What the manifest records about the model: its weights' fingerprint decides whether two models match."""
+    return {
+        "fingerprint": model_fingerprint(model),
+        "checkpoint": str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else str(checkpoint),
+        "config": model.config.to_dict(),
+        "embed_dim": model.config.embed_dim,
+        "image_size": model.image_size,
+    }
+
+
+class _Decoded(Dataset):
+    """(position, pixels, (width, height), None) or (position, None, None, reason) for each item."""
+
+    def __init__(self, items: list[Item], transform, max_pixels: int):
+        self.items, self.transform, self.max_pixels = items, transform, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        try:
+            with self.items[i].open_image(self.max_pixels) as image:
+                return i, self.transform(image), image.size, None
+        except BadSample as err:
+            return i, None, None, str(err)
+
+
+def _collate(batch):
+    good = [(i, pixels, size) for i, pixels, size, _ in batch if pixels is not None]
+    bad = [(i, reason) for i, pixels, _, reason in batch if pixels is None]
+    pixels = torch.stack([p for _, p, _ in good]) if good else None
+    return [i for i, _, _ in good], pixels, [s for _, _, s in good], bad
+
+
+def embed_collection(
+    source: str | os.PathLike | Source,
+    out: str | os.PathLike,
+    model: CLIP,
+    checkpoint: str,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    batch_size: int = 256,
+    workers: int = 2,
+    split: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+    on_shard_done: Callable[[int], None] | None = None,
+) -> EmbedReport:
+    """Embed every image (and caption) of `source` into `out`, resuming where an earlier run stopped.
+
+    An earlier run in `out` must have used the same model (same weights) and the same source and
+    shard size; otherwise this refuses rather than mix embeddings from two models in one collection.
+    """
+    require_pyarrow()
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError("shard_size and batch_size must be positive")
+    started = time.perf_counter()
+    source = source if isinstance(source, Source) else open_source(source, split=split)
+    out = Path(out)
+    model = model.eval()
+    identity = model_identity(model, checkpoint)
+    shards = (len(source.items) + shard_size - 1) // shard_size
+    manifest = {
+        "format": FORMAT,
+        "model": identity,
+        "source": {"kind": source.kind, "location": source.location, "split": split, "items": len(source.items),
+                   "fingerprint": source.fingerprint},
+        "shard_size": shard_size,
+        "shards": shards,
+        "dim": model.config.embed_dim,
+        "dtype": "float16",
+        "captions": source.has_captions,
+        "complete": False,
+    }  # fmt: skip
+    _start_or_resume(out, manifest)
+
+    transform = image_transform(model.image_size)
+    done_before = sum((out / "done" / f"{shard_name(n)}.json").is_file() for n in range(shards))
+    embedded_now, rows, skipped = 0, 0, []
+    bar = tqdm(total=len(source.items), desc="embed", unit="image", disable=not progress, smoothing=0.1)
+    for n in range(shards):
+        items = source.items[n * shard_size : (n + 1) * shard_size]
+        marker = out / "done" / f"{shard_name(n)}.json"
+        if not marker.is_file():
+            _embed_shard(
+                out, n, items, rows, model, transform, source.has_captions, batch_size, workers, max_pixels, bar
+            )
+            embedded_now += len(items)
+            if on_shard_done is not None:
+                on_shard_done(n)
+        else:
+            bar.update(len(items))
+        done = json.loads(marker.read_text())
+        rows += done["rows"]
+        skipped += done["skipped"]
+    bar.close()
+
+    atomic_write(
+        out / "skipped.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(s) + "\n" for s in skipped))
+    )
+    manifest.update(complete=True, rows=rows, skipped=len(skipped))
+    _write_json(out / MANIFEST, manifest)
+    seconds = time.perf_counter() - started
+    report = EmbedReport(out, rows, len(skipped), shards, embedded_now, seconds, done_before, source.problems)
+    with open(out / "runs.jsonl", "a") as log:  # the one file that differs between runs: timings
+        log.write(json.dumps({"embedded": embedded_now, "resumed_shards": done_before, "seconds": round(seconds, 3),
+                              "images_per_second": round(report.images_per_second, 2)}) + "\n")  # fmt: skip
+    return report
+
+
+def _start_or_resume(out: Path, manifest: dict) -> None:
+    path = out / MANIFEST
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        if earlier.get("format") != FORMAT:
+            raise ValueError(f"{out} holds something other than cliplab embeddings; choose another --out")
+        if earlier["model"]["fingerprint"] != manifest["model"]["fingerprint"]:
+            raise ModelMismatch(
+                f"{out} holds embeddings made by another model ({earlier['model']['checkpoint']}); "
+                "embeddings of two models cannot share a collection: choose another --out"
+            )
+        if earlier["source"] != manifest["source"] or earlier["shard_size"] != manifest["shard_size"]:
+            raise ValueError(
+                f"{out} holds embeddings of another source or shard size ({earlier['source']['location']}, "
+                f"{earlier['shard_size']} per shard); choose another --out, or delete it to start again"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no cliplab embeddings; choose another --out")
+    for folder in ("img_emb", "text_emb", "metadata", "done"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    _write_json(path, manifest)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
+
+
+@torch.no_grad()
+def _embed_shard(out, n, items, first_id, model, transform, captions, batch_size, workers, max_pixels, bar) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    device = next(model.parameters()).device
+    loader = DataLoader(
+        _Decoded(items, transform, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+    )
+    kept, sizes, image_parts, skipped = [], [], [], []
+    for positions, pixels, batch_sizes, bad in loader:
+        skipped += [{"key": items[i].key, "path": items[i].path, "reason": reason} for i, reason in bad]
+        if pixels is not None:
+            image_parts.append(model.encode_image(pixels.to(device), normalize=True).float().cpu())
+            kept += positions
+            sizes += batch_sizes
+        bar.update(len(positions) + len(bad))
+    for entry in skipped:
+        bar.write(f"skipped {entry['key']}: {entry['reason']}", file=sys.stderr)
+    dim = model.config.embed_dim
+    image_emb = torch.cat(image_parts).numpy() if image_parts else np.zeros((0, dim), np.float32)
+    chosen = [items[i] for i in kept]
+    name = shard_name(n)
+    _save_npy(out / "img_emb" / f"img_emb_{name}.npy", image_emb)
+    if captions:
+        text_emb = np.zeros((len(chosen), dim), np.float32)  # items without a caption keep a zero row
+        with_caption = [row for row, item in enumerate(chosen) if item.caption is not None]
+        for start in range(0, len(with_caption), batch_size):
+            rows = with_caption[start : start + batch_size]
+            tokens = tokenize([chosen[r].caption for r in rows], model.context_length, truncate=True).to(device)
+            text_emb[rows] = model.encode_text(tokens, normalize=True).float().cpu().numpy()
+        _save_npy(out / "text_emb" / f"text_emb_{name}.npy", text_emb)
+    table = pa.table(
+        {
+            "id": pa.array(range(first_id, first_id + len(chosen)), pa.int64()),
+            "key": pa.array([item.key for item in chosen], pa.string()),
+            "path": pa.array([item.path for item in chosen], pa.string()),
+            "caption": pa.array([item.caption for item in chosen], pa.string()),
+            "width": pa.array([w for w, _ in sizes], pa.int32()),
+            "height": pa.array([h for _, h in sizes], pa.int32()),
+            "offset": pa.array([item.offset for item in chosen], pa.int64()),
+            "size": pa.array([item.size for item in chosen], pa.int64()),
+        }
+    )
+    atomic_write(out / "metadata" / f"metadata_{name}.parquet", lambda tmp: pq.write_table(table, tmp))
+    _write_json(out / "done" / f"{name}.json", {"rows": len(chosen), "skipped": skipped})
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array.astype(np.float16))
+
+    atomic_write(path, write)

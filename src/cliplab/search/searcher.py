@@ -1,0 +1,135 @@
+"""Queries against an embedded collection: by text, by an example image or by a raw embedding.
+
+A `Searcher` holds the collection, its index and the model that embedded it; it refuses any other
+model, since vectors from two models live in different spaces and their similarities mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..models import CLIP
+from ..models.clip import MAX_LOGIT_SCALE
+from ..models.fingerprint import model_fingerprint
+from ..tokenizer import tokenize
+from ..transforms import image_transform
+from .collection import Collection
+from .index import build_index, load_index
+
+DUPLICATE_THRESHOLD = 0.95  # cosine similarity from which two results count as the same picture
+RERANK_FACTOR = 10  # a compressed (ivfpq) index proposes k x this many candidates, re-scored exactly
+
+
+@dataclass
+class Hit:
+    id: int
+    score: float
+    duplicates: list[int] = field(default_factory=list)  # ids folded into this hit as near-duplicates
+
+
+class Searcher:
+    def __init__(self, collection: Collection, model: CLIP, index=None, index_kind: str | None = None):
+        collection.check_model(model_fingerprint(model))
+        self.collection, self.model = collection, model.eval()
+        self.transform = image_transform(model.image_size)
+        if index is None:  # no saved index yet: an exact one in memory
+            index, index_kind, _ = build_index(collection.image_vectors, "flat")
+        self.index, self.index_kind = index, index_kind
+        self.text_vector = lru_cache(maxsize=4096)(self._text_vector)  # repeated queries cost nothing
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu") -> Searcher:
+        """The collection in `folder` with its model: the manifest's checkpoint, or `checkpoint` if it is the same model."""
+        from ..loading import load_model
+
+        collection = Collection.open(folder)
+        model = load_model(checkpoint or collection.model["checkpoint"], device=device)
+        index, info = load_index(collection)
+        return cls(collection, model, index, info.kind if info else None)
+
+    @property
+    def dim(self) -> int:
+        return self.collection.dim
+
+    @torch.no_grad()
+    def _text_vector(self, text: str) -> np.ndarray:
+        device = next(self.model.parameters()).device
+        tokens = tokenize([text], self.model.context_length, truncate=True).to(device)
+        return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
+
+    @torch.no_grad()
+    def image_vector(self, image: Image.Image) -> np.ndarray:
+        device = next(self.model.parameters()).device
+        pixels = self.transform(image).unsqueeze(0).to(device)
+        return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()[0]
+
+    def search(
+        self, vector: np.ndarray, k: int = 10, fold_duplicates: bool = False, threshold: float = DUPLICATE_THRESHOLD
+    ) -> list[Hit]:
+        """The k items most similar to `vector` (normalised here), best first.
+
+        With `fold_duplicates`, an item at least `threshold` similar to a better hit is listed under
+        that hit's `duplicates` instead of taking a place of its own.
+        """
+        return nearest(
+            self.index, self.index_kind, self.collection.image_vectors, vector, k, fold_duplicates, threshold
+        )
+
+    @torch.no_grad()
+    def classify(self, image: Image.Image, labels: Sequence[str], templates: Sequence[str]) -> list[tuple[str, float]]:
+        """Zero-shot probabilities of `labels` for the image (prompt ensembling over `templates`), best first."""
+        from ..zeroshot import build_classifier
+
+        weights = build_classifier(self.model, list(labels), list(templates))
+        features = torch.from_numpy(self.image_vector(image))[None, :]
+        scale = self.model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE).item()
+        probabilities = (scale * features @ weights).softmax(dim=-1)[0].tolist()
+        return sorted(zip(labels, probabilities), key=lambda pair: -pair[1])
+
+
+def nearest(
+    index,
+    kind: str | None,
+    vectors: np.ndarray,
+    vector: np.ndarray,
+    k: int,
+    fold_duplicates: bool = False,
+    threshold: float = DUPLICATE_THRESHOLD,
+) -> list[Hit]:
+    """`Searcher.search` over any FAISS index of `vectors` (rows, dim), the stored embeddings it indexes."""
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != vectors.shape[1]:
+        raise ValueError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("a query embedding must be finite and not all zeros")
+    vector = vector / norm
+    k = min(k, len(vectors))
+    fetch = min(len(vectors), k * 4 + 16) if fold_duplicates else k
+    if kind == "ivfpq":  # its scores are approximate: re-score a wider net with the stored vectors
+        fetch = min(len(vectors), max(fetch, k * RERANK_FACTOR))
+    scores, ids = index.search(vector[None, :], fetch)
+    found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    if kind == "ivfpq":
+        exact = vectors[[i for i, _ in found]] @ vector
+        found = sorted(zip([i for i, _ in found], exact.tolist()), key=lambda pair: -pair[1])
+    if not fold_duplicates:
+        return [Hit(i, s) for i, s in found[:k]]
+    hits: list[Hit] = []
+    for i, score in found:
+        if hits:
+            similar = vectors[[h.id for h in hits]] @ vectors[i]
+            best = int(similar.argmax())
+            if similar[best] >= threshold:
+                hits[best].duplicates.append(i)
+                continue
+        if len(hits) < k:
+            hits.append(Hit(i, score))
+    return hits

@@ -1,0 +1,212 @@
+"""Embed -> index -> search: the stored embeddings are the model's, results equal a brute-force
+search, an interrupted embed resumes to the same files, and a second model is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cliplab
+from cliplab.cli import main
+from cliplab.data.synthetic import SyntheticWorld
+from cliplab.errors import ModelMismatch
+from cliplab.search import Collection, Searcher, build_index, embed_collection, index_collection, open_source
+from cliplab.search.searcher import nearest
+
+from .conftest import natural_image
+
+pytest.importorskip("faiss")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """37 photo-like images in nested folders, a resized copy of one of them, and one broken file."""
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "nested").mkdir()
+    for i in range(36):
+        where = folder / "nested" if i % 4 == 0 else folder
+        Image.fromarray(natural_image(48 + i, 64, seed=i)).save(where / f"photo{i:02d}.jpg", quality=90)
+    Image.open(folder / "photo05.jpg").resize((96, 80)).save(folder / "photo05_copy.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+def _embed(source, out, checkpoint, **options):
+    model = cliplab.load_model(checkpoint)
+    return embed_collection(source, out, model, str(checkpoint), progress=False, workers=0, **options)
+
+
+def test_embeddings_are_the_models_and_search_equals_brute_force(tmp_path, photos, checkpoint):
+    report = _embed(photos, tmp_path / "emb", checkpoint, shard_size=10, batch_size=4)
+    assert (report.rows, report.skipped, report.shards) == (37, 1, 4)
+    skipped = [json.loads(line) for line in (tmp_path / "emb" / "skipped.jsonl").read_text().splitlines()]
+    assert [s["key"] for s in skipped] == ["broken.jpg"]
+
+    collection = Collection.open(tmp_path / "emb")
+    model, preprocess = cliplab.load(checkpoint)
+    vectors = collection.image_vectors
+    assert vectors.shape == (37, model.config.embed_dim)
+    for id in (0, 17, 36):  # each stored row is the model's normalised embedding of that item's file
+        item = collection.item(id)
+        assert item.id == id
+        with Image.open(item.path) as image:
+            expected = model.encode_image(preprocess(image)[None], normalize=True)[0].detach().numpy()
+            assert (item.width, item.height) == image.size
+        np.testing.assert_allclose(vectors[id], expected, atol=2e-3)  # float16 storage
+    assert sorted(collection.item(i).key for i in range(37)) == sorted(
+        str(p.relative_to(photos)) for p in photos.rglob("*") if p.is_file() and p.name != "broken.jpg"
+    )
+
+    for kind in ("flat", "hnsw"):
+        index, _, _ = build_index(vectors, kind)
+        searcher = Searcher(collection, model, index, kind)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            query = rng.normal(size=vectors.shape[1]).astype(np.float32)
+            hits = searcher.search(query, k=10)
+            scores = vectors @ (query / np.linalg.norm(query))
+            np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:10], atol=1e-5)
+            assert {h.id for h in hits} == set(np.argsort(-scores)[:10].tolist())
+
+
+def test_query_by_text_image_and_folding_near_duplicates(tmp_path, photos, checkpoint):
+    _embed(photos, tmp_path / "emb", checkpoint)
+    index_collection(Collection.open(tmp_path / "emb"), "flat")
+    searcher = Searcher.open(tmp_path / "emb")
+    keys = [searcher.collection.item(i).key for i in range(len(searcher.collection))]
+    with Image.open(photos / "photo05.jpg") as image:
+        hits = searcher.search(searcher.image_vector(image), k=3)
+    assert keys[hits[0].id] == "photo05.jpg" and hits[0].score > 0.999
+
+    threshold = float(searcher.collection.image_vectors[keys.index("photo05_copy.png")] @ searcher.collection.image_vectors[keys.index("photo05.jpg")]) - 1e-3  # fmt: skip
+    with Image.open(photos / "photo05.jpg") as image:
+        folded = searcher.search(searcher.image_vector(image), k=3, fold_duplicates=True, threshold=threshold)
+    assert keys[folded[0].id] == "photo05.jpg" and keys.index("photo05_copy.png") in folded[0].duplicates
+    assert all(keys.index("photo05_copy.png") != hit.id for hit in folded) and len(folded) == 3
+
+    text = searcher.text_vector("a photo of a dog")
+    model = cliplab.load_model(searcher.collection.model["checkpoint"])
+    expected = model.encode_text(cliplab.tokenize(["a photo of a dog"]), normalize=True)[0].detach().numpy()
+    np.testing.assert_allclose(text, expected, atol=1e-6)
+    assert len(searcher.search(text, k=5)) == 5
+    with pytest.raises(ValueError, match="needs"):
+        searcher.search(np.ones(3), k=5)
+    with pytest.raises(ValueError, match="zeros"):
+        searcher.search(np.zeros(searcher.dim), k=5)
+
+
+def test_an_interrupted_embed_resumes_to_the_same_files(tmp_path, photos, checkpoint):
+    _embed(photos, tmp_path / "whole", checkpoint, shard_size=8)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(shard: int) -> None:
+        if shard == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _embed(photos, tmp_path / "resumed", checkpoint, shard_size=8, on_shard_done=kill_after_two)
+    # what a kill in the middle of writing shard 2 leaves behind: a temporary file, no `done` marker
+    (tmp_path / "resumed" / "img_emb" / ".img_emb_00002.npy.abc.tmp").write_bytes(b"half")
+    with pytest.raises(ValueError, match="did not finish"):
+        Collection.open(tmp_path / "resumed")
+    report = _embed(photos, tmp_path / "resumed", checkpoint, shard_size=8)
+    assert report.resumed_shards == 2 and report.embedded_now == 38 - 16
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != "runs.jsonl" and not p.name.endswith(".tmp")}  # fmt: skip
+
+    whole, resumed = files(tmp_path / "whole"), files(tmp_path / "resumed")
+    assert whole.keys() == resumed.keys() and len(whole) > 10
+    assert [name for name in whole if whole[name] != resumed[name]] == []
+
+
+def test_mixing_models_is_refused(tmp_path, photos, checkpoint):
+    _embed(photos, tmp_path / "emb", checkpoint, shard_size=100)
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), other)
+    with pytest.raises(ModelMismatch, match="another model"):
+        _embed(photos, tmp_path / "emb", other, shard_size=100)  # resuming with other weights
+    with pytest.raises(ModelMismatch, match="same model"):
+        Searcher.open(tmp_path / "emb", checkpoint=str(other))
+    assert main(["search", str(tmp_path / "emb"), "a dog", "--checkpoint", str(other)]) == 2
+    # the same weights in another file format are the same model
+    same = tmp_path / "same"
+    cliplab.save_hf_folder(cliplab.load_model(checkpoint), same)
+    assert Searcher.open(tmp_path / "emb", checkpoint=str(same)).collection.item(0).id == 0
+
+
+def test_caption_tables_and_shards_as_sources(tmp_path, checkpoint):
+    world = SyntheticWorld()
+    (tmp_path / "images").mkdir()
+    rows = ["image\tcaption"]
+    for i in range(12):
+        scene = world.scene(i, seed=3, objects=1)
+        world.render(scene, 48).save(tmp_path / "images" / f"{i}.png")
+        rows += [f"{i}.png\t{world.describe(scene)}", f"{i}.png\tanother caption of {i}"]
+    (tmp_path / "captions.tsv").write_text("\n".join(rows) + "\n")
+    source = open_source(tmp_path / "captions.tsv")
+    assert len(source.items) == 12 and source.has_captions
+    _embed(tmp_path / "captions.tsv", tmp_path / "emb", checkpoint, shard_size=5)
+    collection = Collection.open(tmp_path / "emb")
+    model = cliplab.load_model(checkpoint)
+    texts = collection.embeddings("text_emb")
+    expected = model.encode_text(cliplab.tokenize([collection.item(i).caption for i in range(12)]), normalize=True)
+    np.testing.assert_allclose(texts, expected.detach().numpy(), atol=2e-3)
+    assert collection.item(3).caption == world.describe(world.scene(3, seed=3, objects=1))
+
+    assert main(["shards", str(tmp_path / "captions.tsv"), str(tmp_path / "shards"), "--samples-per-shard", "5"]) == 0
+    _embed(tmp_path / "shards", tmp_path / "emb_shards", checkpoint)
+    from_shards = Collection.open(tmp_path / "emb_shards")
+    np.testing.assert_allclose(from_shards.image_vectors, collection.image_vectors, atol=1e-4)  # the same pixels
+    with from_shards.open_image(4) as a, collection.open_image(4) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_approximate_indexes_find_most_true_neighbours_and_reranking_the_rest(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 64))
+    vectors = centres[rng.integers(0, 50, 10_000)] + 0.3 * rng.normal(size=(10_000, 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    queries = vectors[:100] + 0.05 * rng.normal(size=(100, 64)).astype(np.float32)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+
+    def recall(found) -> float:
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)]))
+
+    for kind, params in (("ivfpq", {"nlist": 64, "m": 16, "nprobe": 16}), ("hnsw", {})):
+        index, _, _ = build_index(vectors, kind, params)
+        _, found = index.search(queries, 10)
+        assert recall(found) > 0.5, (kind, recall(found))
+        if kind == "ivfpq":  # the searcher re-scores 10 x k candidates with the stored vectors
+            reranked = [[h.id for h in nearest(index, kind, vectors, q, k=10)] for q in queries]
+            assert recall(reranked) > max(0.9, recall(found)), (recall(found), recall(reranked))
+
+
+def test_the_command_line_embed_index_search(tmp_path, photos, checkpoint, capsys):
+    assert main(["embed", str(photos), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "emb"),
+                 "--no-progress", "--workers", "0"]) == 0  # fmt: skip
+    assert "37 images embedded" in capsys.readouterr().out
+    assert main(["index", str(tmp_path / "emb")]) == 0
+    assert "flat index over 37" in capsys.readouterr().out
+    assert main(["search", str(tmp_path / "emb"), "--image", str(photos / "photo07.jpg"), "-k", "2", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["key"] == "photo07.jpg" and len(lines) == 2
+    assert main(["search", str(tmp_path / "emb")]) == 2  # neither text nor image
+    assert main(["search", str(tmp_path / "nowhere"), "x"]) == 2
