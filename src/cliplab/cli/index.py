@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("folder", help="a folder written by cliplab embed")
     parser.add_argument("--kind", default="auto", choices=("auto", "flat", "hnsw", "ivfpq"))
-    parser.add_argument("--nlist", type=int, help="ivfpq: k-means cells (default ~4 sqrt(rows))")
+    parser.add_argument("--nlist", type=int, help="ivfpq: k-means cells (default ~sqrt(rows))")
     parser.add_argument("--m", type=int, help="ivfpq: bytes per compressed vector (default 64)")
     parser.add_argument("--nprobe", type=int, help="ivfpq: cells searched per query (default 64)")
     parser.add_argument("--ef-search", type=int, help="hnsw: candidate list length per query (default 128)")
