@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cliplab.data import BadSample, CaptionDataset, collate, decode_image, read_caption_table
+from cliplab.tokenizer import BPETokenize
 from cliplab.transforms import image_transform
 
 from .conftest import natural_image
@@ -93,7 +94,7 @@ EXPECTED_SKIPS = Counter(
 def test_every_bad_sample_is_skipped_counted_and_named(messy_table):
     entries = read_caption_table(messy_table)  # finds the images/ subfolder by itself
     assert len(entries) == 17
-    dataset = CaptionDataset(entries, image_transform(32), context_length=16)
+    dataset = CaptionDataset(entries, image_transform(32), tokenizer=BPETokenize(16))
     loader = DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate)
     batches = list(loader)
     assert sum(len(b.images) for b in batches) == len(dataset)  # every batch keeps its size

@@ -22,6 +22,7 @@ from cliplab.data.synthetic import (
     Thing,
     heldout_classification,
 )
+from cliplab.tokenizer import BPETokenize
 from cliplab.train import TrainConfig, train
 from cliplab.transforms import image_transform
 from cliplab.zeroshot import build_classifier, classify
@@ -35,7 +36,7 @@ def test_the_same_seed_gives_the_same_scenes_images_and_captions():
         assert np.array_equal(np.asarray(world.render(a, 48)), np.asarray(world.render(b, 48)))
         assert world.caption(a, random.Random(index)) == world.caption(b, random.Random(index))
     assert [world.scene(i, seed=3) for i in range(20)] != [world.scene(i, seed=4) for i in range(20)]
-    dataset = SyntheticCaptions(8, image_transform(32), context_length=32, seed=1, image_size=32)
+    dataset = SyntheticCaptions(8, image_transform(32), tokenizer=BPETokenize(32), seed=1, image_size=32)
     assert torch.equal(dataset[5].image, dataset[5].image) and torch.equal(dataset[5].text, dataset[5].text)
 
 

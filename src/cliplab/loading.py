@@ -14,9 +14,9 @@ import torch
 
 from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
 from .errors import CheckpointError
-from .models import CLIP, CLIPConfig, build_model
+from .models import CLIP, CLIPConfig, TowersCLIP, TowersConfig, build_model, build_towers_model, is_towers_config
 from .models.config import available_models, display_name
-from .transforms import Transform, image_transform
+from .transforms import Transform, model_transform
 
 
 def cache_dirs() -> list[Path]:
@@ -58,7 +58,7 @@ def load_model(
     device: str | torch.device = "cpu",
     image_size: int | None = None,
     activation: str = "quick_gelu",
-) -> CLIP:
+) -> CLIP | TowersCLIP:
     """A model from any checkpoint cliplab reads, in eval mode and float32.
 
     `image_size` runs it at another resolution (positional embedding interpolated).
@@ -67,6 +67,9 @@ def load_model(
     """
     path = resolve_checkpoint(name_or_path)
     contents = read_checkpoint(path)
+    if is_towers_config(contents.config):  # towers from other libraries (cliplab.towers)
+        model = build_towers_model(contents.state_dict, TowersConfig.from_dict(contents.config), image_size)
+        return model.float().to(device).eval()
     config = CLIPConfig.from_dict(contents.config) if contents.config else None
     model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
     return model.float().to(device).eval()
@@ -77,10 +80,10 @@ def load(
     device: str | torch.device = "cpu",
     image_size: int | None = None,
     activation: str = "quick_gelu",
-) -> tuple[CLIP, Transform]:
+) -> tuple[CLIP | TowersCLIP, Transform]:
     """OpenAI's `clip.load`: (model, preprocess) from a checkpoint path or a model name."""
     model = load_model(name_or_path, device=device, image_size=image_size, activation=activation)
-    return model, image_transform(model.image_size)
+    return model, model_transform(model)
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "cliplab", image_size: int | None = None) -> Path:

@@ -25,6 +25,8 @@ from torchvision.transforms import (
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what most ImageNet classifiers (timm, torchvision) were trained with
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # The paper's only augmentation is a random square crop; OpenCLIP's default keeps 90-100% of the area.
 TRAIN_CROP_SCALE = (0.9, 1.0)
 
@@ -65,3 +67,10 @@ def image_transform(
     else:
         geometry = [Resize(image_size, interpolation=InterpolationMode.BICUBIC), CenterCrop(image_size)]
     return Compose([to_8bit, *geometry, to_rgb, ToTensor(), Normalize(mean, std)])
+
+
+def model_transform(model, train: bool = False) -> Transform:
+    """The preprocessing a model expects: its image size and normalisation (OpenAI's for CLIP models)."""
+    mean = getattr(model, "image_mean", OPENAI_MEAN)
+    std = getattr(model, "image_std", OPENAI_STD)
+    return image_transform(model.image_size, train=train, mean=mean, std=std)

@@ -208,6 +208,10 @@ def from_hf_config(hf: Mapping[str, Any]) -> CLIPConfig:
 def save_hf_folder(model: torch.nn.Module, folder: str | Path) -> Path:
     """Write `config.json` and `model.safetensors` that `transformers.CLIPModel.from_pretrained` loads."""
     folder = Path(folder)
+    if getattr(model.config, "architecture", None) == "towers":
+        raise ValueError(
+            "a CLIP of towers from other libraries has no transformers CLIPModel form; use save_checkpoint"
+        )
     config = to_hf_config(model.config)
     save_safetensors(to_hf_state_dict(model.state_dict()), folder / "model.safetensors", {"format": "pt"})
     atomic_write(folder / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))

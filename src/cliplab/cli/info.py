@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..checkpoints import read_checkpoint
-from ..models import CLIPConfig, infer_config
+from ..models import CLIPConfig, infer_config, is_towers_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,12 +17,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     contents = read_checkpoint(args.checkpoint)
-    config = CLIPConfig.from_dict(contents.config) if contents.config else infer_config(contents.state_dict)
+    if is_towers_config(contents.config):  # its tokenizer (hundreds of kB of JSON) is summarised
+        config = {
+            **contents.config,
+            "text": {
+                **contents.config["text"],
+                "tokenizer": f"<{len(contents.config['text']['tokenizer']):,} characters of tokenizer.json>",
+            },
+        }
+    else:
+        config = (
+            CLIPConfig.from_dict(contents.config) if contents.config else infer_config(contents.state_dict)
+        ).to_dict()
     parameters = sum(t.numel() for t in contents.state_dict.values())
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in contents.state_dict.values()})
     print(f"format:     {contents.kind}")
     print(f"tensors:    {len(contents.state_dict)} ({parameters:,} values, {', '.join(dtypes)})")
     source = "stored" if contents.config else "inferred from tensor shapes"
     print(f"config ({source}):")
-    print(json.dumps(config.to_dict(), indent=2))
+    print(json.dumps(config, indent=2))
     return 0

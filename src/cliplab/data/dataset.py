@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from ..tokenizer import tokenize
+from ..tokenizer import BPETokenize
 from .decode import BadSample, check_caption, read_image
 from .table import CaptionedImage
 
@@ -46,7 +46,7 @@ class CaptionDataset(Dataset):
         self,
         entries: Sequence[CaptionedImage],
         transform: Callable,
-        context_length: int = 77,
+        tokenizer: Callable | None = None,  # texts -> ids: the model's `tokenizer` (default: CLIP's, 77 tokens)
         seed: int = 0,
         max_skips: int = 1000,
     ):
@@ -54,7 +54,7 @@ class CaptionDataset(Dataset):
             raise ValueError("the dataset has no entries")
         self.entries = entries
         self.transform = transform
-        self.context_length = context_length
+        self.tokenizer = tokenizer or BPETokenize()
         self.seed = seed
         self.epoch = 0
         self.max_skips = max_skips
@@ -82,7 +82,7 @@ class CaptionDataset(Dataset):
         caption = check_caption(rng.choice(entry.captions))
         with read_image(entry.path) as image:
             pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
-        return pixels, tokenize(caption, context_length=self.context_length, truncate=True)[0]
+        return pixels, self.tokenizer(caption)[0]
 
 
 def seeded_transform(transform: Callable, image, seed: int) -> torch.Tensor:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
 
-from ..tokenizer import tokenize
 from .dataset import Batch, CaptionDataset, Sample, collate, seeded_transform
 from .decode import BadSample, check_caption, decode_image
 from .shards import read_shard, sample_captions, sample_image_bytes
@@ -76,7 +75,7 @@ class ShardStream(IterableDataset):
         self,
         shards: Sequence[str],
         transform: Callable,
-        context_length: int,
+        tokenizer: Callable,
         batch_size: int,
         rank: int = 0,
         world: int = 1,
@@ -87,7 +86,7 @@ class ShardStream(IterableDataset):
         rotation: int = 0,
     ):
         self.shards = list(shards)
-        self.transform, self.context_length, self.batch_size = transform, context_length, batch_size
+        self.transform, self.tokenizer, self.batch_size = transform, tokenizer, batch_size
         self.rank, self.world, self.seed, self.epoch, self.resample = rank, world, seed, epoch, resample
         self.start = start or StreamState()
         # Worker j plays stream (j + rotation) % workers, so that the DataLoader's round robin over
@@ -145,7 +144,7 @@ class ShardStream(IterableDataset):
         caption = check_caption(rng.choice(sample_captions(files)))
         with decode_image(sample_image_bytes(files)) as image:
             pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
-        return pixels, tokenize(caption, context_length=self.context_length, truncate=True)[0]
+        return pixels, self.tokenizer(caption)[0]
 
 
 def check_enough_shards(shards: int, streams: int, resample: bool) -> None:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
-from ..tokenizer import tokenize
+from ..tokenizer import BPETokenize
 from .dataset import Sample, seeded_transform
 
 COLOURS = {
@@ -214,9 +214,9 @@ def _background(name: str, pattern: str, side: int) -> Image.Image:
 
 
 @functools.lru_cache(maxsize=8192)
-def _tokens(caption: str, context_length: int) -> torch.Tensor:
+def _tokens(caption: str, tokenizer) -> torch.Tensor:
     # Captions repeat (a few thousand are common): tokenizing each once takes a fifth off loading.
-    return tokenize(caption, context_length, truncate=True)[0]
+    return tokenizer(caption)[0]
 
 
 def _articles(text: str) -> str:
@@ -251,10 +251,10 @@ def _outline(shape: str, angle: float) -> list[tuple[float, float]]:
 class SyntheticCaptions(Dataset):
     """`count` training scenes as (image, caption) samples for the trainer; a caption is drawn per visit."""
 
-    def __init__(self, count: int, transform, context_length: int = 77, seed: int = 0, image_size: int = 64,
+    def __init__(self, count: int, transform, tokenizer=None, seed: int = 0, image_size: int = 64,
                  world: SyntheticWorld | None = None):  # fmt: skip
         self.world = world or SyntheticWorld()
-        self.count, self.transform, self.context_length = count, transform, context_length
+        self.count, self.transform, self.tokenizer = count, transform, tokenizer or BPETokenize()
         self.seed, self.image_size, self.epoch = seed, image_size, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -266,7 +266,7 @@ class SyntheticCaptions(Dataset):
     def __getitem__(self, index: int) -> Sample:
         scene = self.world.scene(index, self.seed)
         rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
-        text = _tokens(self.world.caption(scene, rng), self.context_length)
+        text = _tokens(self.world.caption(scene, rng), self.tokenizer)
         pixels = seeded_transform(self.transform, self.world.render(scene, self.image_size), rng.getrandbits(63))
         return Sample(pixels, text, [])
 

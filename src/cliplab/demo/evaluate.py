@@ -19,7 +19,6 @@ from ..data.synthetic import TEMPLATES, SyntheticWorld
 from ..evaluate import ClassificationReport, classification_report, retrieval_metrics
 from ..models import CLIP
 from ..models.clip import MAX_LOGIT_SCALE
-from ..tokenizer import tokenize
 from ..transforms import image_transform
 from ..zeroshot import build_classifier
 
@@ -70,7 +69,7 @@ def evaluate_world(
 
     def embed_texts(texts: list[str]) -> torch.Tensor:
         parts = [
-            model.encode_text(tokenize(texts[s : s + batch_size], model.context_length, truncate=True), normalize=True)
+            model.encode_text(model.tokenizer(texts[s : s + batch_size]), normalize=True)
             for s in range(0, len(texts), batch_size)
         ]
         return torch.cat(parts)

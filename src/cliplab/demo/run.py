@@ -62,9 +62,7 @@ def measure_step_seconds(model_name: str, batch_size: int, world: SyntheticWorld
     torch.manual_seed(0)
     model = create_model(model_name)
     optimizer, loss_fn = build_optimizer(model, lr=1e-5), ClipLoss()
-    data = SyntheticCaptions(
-        batch_size, image_transform(model.image_size), model.context_length, 0, model.image_size, world
-    )
+    data = SyntheticCaptions(batch_size, image_transform(model.image_size), model.tokenizer, 0, model.image_size, world)
     samples = [data[i] for i in range(8)]  # the first few fill caches and load libraries
     began = time.perf_counter()
     samples = [data[i] for i in range(8, 40)]

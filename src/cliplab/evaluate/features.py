@@ -23,7 +23,7 @@ from ..checkpoints.files import save_safetensors
 from ..data.decode import BadSample
 from ..models import CLIP
 from ..models.fingerprint import model_fingerprint
-from ..transforms import image_transform
+from ..transforms import model_transform
 from .datasets import LabelledImages
 
 CACHE_VERSION = "1"  # bump when the way features are computed changes
@@ -77,7 +77,7 @@ def image_features(
     progress: bool = True,
 ) -> ImageFeatures:
     """Normalised image features of `data` with the model's evaluation preprocessing."""
-    transform = image_transform(model.image_size)
+    transform = model_transform(model)
     device = next(model.parameters()).device
     path = None
     if use_cache:

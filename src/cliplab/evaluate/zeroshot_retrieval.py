@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from ..models import CLIP
-from ..tokenizer import tokenize
 from .datasets import LabelledImages
 from .features import ImageFeatures, image_features
 from .retrieval import retrieval_metrics
@@ -31,7 +30,7 @@ def zero_shot_retrieval(
         raise ValueError(f"{images.name}: no captions for the images that could be read")
     text = torch.cat(
         [
-            model.encode_text(tokenize(texts[s : s + text_batch_size], model.context_length, truncate=True).to(device), normalize=True).float().cpu()
+            model.encode_text(model.tokenizer(texts[s : s + text_batch_size]).to(device), normalize=True).float().cpu()
             for s in range(0, len(texts), text_batch_size)
         ]
     )  # fmt: skip

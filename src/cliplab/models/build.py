@@ -7,6 +7,7 @@ OpenAI-compatible models, cliplab's) becomes a model without a configuration fil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from ..errors import CheckpointError
 from .clip import CLIP
 from .config import CLIPConfig, TextConfig, VisionConfig, get_config
+from .towers_clip import TowersCLIP, TowersConfig
 
 # Entries in OpenAI's TorchScript state dicts that are not parameters of the model.
 NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -52,6 +54,18 @@ def build_model(
         state_dict = resize_positional_embedding(state_dict, config, image_size)
         config = config.with_overrides(image_size=image_size)
     model = CLIP(config)
+    load_weights(model, state_dict)
+    return model.eval()
+
+
+def build_towers_model(
+    state_dict: Mapping[str, torch.Tensor], config: TowersConfig, image_size: int | None = None
+) -> TowersCLIP:
+    """A `TowersCLIP` holding `state_dict`. `image_size` runs it at another resolution, which
+    convolutional backbones (the usual image towers) take as they are."""
+    if image_size is not None and image_size != config.image.image_size:
+        config = dataclasses.replace(config, image=dataclasses.replace(config.image, image_size=image_size))
+    model = TowersCLIP(config)
     load_weights(model, state_dict)
     return model.eval()
 

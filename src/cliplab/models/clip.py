@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tokenizer import BPETokenize
+from ..transforms import OPENAI_MEAN, OPENAI_STD
 from .config import CLIPConfig
 from .layers import LayerNorm, Transformer, init_transformer_
 from .modified_resnet import ModifiedResNet
@@ -69,6 +71,36 @@ class CLIP(nn.Module):
     @property
     def context_length(self) -> int:
         return self.config.text.context_length
+
+    @property
+    def tokenizer(self) -> BPETokenize:
+        """Texts -> token ids for `encode_text` (OpenAI's BPE at this model's context length)."""
+        return BPETokenize(self.context_length)
+
+    # OpenAI's normalisation, with which every CLIP was trained (`transforms.model_transform` reads these)
+    image_mean = OPENAI_MEAN
+    image_std = OPENAI_STD
+
+    def tower_groups(self, tower: str) -> list[list[str]]:
+        """A tower's parameter groups in forward order, as name prefixes: the stem, each block, the head.
+
+        Locking a tower with its last N groups left trainable (OpenCLIP's `lock_image_unlocked_groups`)
+        reads these. Here the projections belong to the towers, so a locked tower's stays frozen too.
+        """
+        if tower == "image":
+            visual = self.visual
+            if isinstance(visual, VisionTransformer):
+                blocks = [[f"visual.transformer.resblocks.{i}"] for i in range(len(visual.transformer.resblocks))]
+                return [["visual.conv1", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre"],
+                        *blocks, ["visual.ln_post", "visual.proj"]]  # fmt: skip
+            stages = ("layer1", "layer2", "layer3", "layer4")
+            stem = [f"visual.{name}" for name, _ in visual.named_children() if name not in (*stages, "attnpool")]
+            blocks = [[f"visual.{stage}.{i}"] for stage in stages for i in range(len(getattr(visual, stage)))]
+            return [stem, *blocks, ["visual.attnpool"]]
+        if tower == "text":
+            blocks = [[f"transformer.resblocks.{i}"] for i in range(len(self.transformer.resblocks))]
+            return [["token_embedding", "positional_embedding"], *blocks, ["ln_final", "text_projection"]]
+        raise ValueError(f"unknown tower {tower!r}; choose 'image' or 'text'")
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.transformer.grad_checkpointing = enabled

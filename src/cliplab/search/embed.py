@@ -34,8 +34,7 @@ from ..data.decode import MAX_PIXELS, BadSample
 from ..errors import ModelMismatch
 from ..models import CLIP
 from ..models.fingerprint import model_fingerprint
-from ..tokenizer import tokenize
-from ..transforms import image_transform
+from ..transforms import model_transform
 from .collection import FORMAT, MANIFEST, require_pyarrow, shard_name
 from .sources import Item, Source, open_source
 
@@ -134,7 +133,7 @@ def embed_collection(
     }  # fmt: skip
     _start_or_resume(out, manifest)
 
-    transform = image_transform(model.image_size)
+    transform = model_transform(model)
     done_before = sum((out / "done" / f"{shard_name(n)}.json").is_file() for n in range(shards))
     embedded_now, rows, skipped = 0, 0, []
     bar = tqdm(total=len(source.items), desc="embed", unit="image", disable=not progress, smoothing=0.1)
@@ -224,7 +223,7 @@ def _embed_shard(out, n, items, first_id, model, transform, captions, batch_size
         with_caption = [row for row, item in enumerate(chosen) if item.caption is not None]
         for start in range(0, len(with_caption), batch_size):
             rows = with_caption[start : start + batch_size]
-            tokens = tokenize([chosen[r].caption for r in rows], model.context_length, truncate=True).to(device)
+            tokens = model.tokenizer([chosen[r].caption for r in rows]).to(device)
             text_emb[rows] = model.encode_text(tokens, normalize=True).float().cpu().numpy()
         _save_npy(out / "text_emb" / f"text_emb_{name}.npy", text_emb)
     table = pa.table(

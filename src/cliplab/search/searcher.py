@@ -18,8 +18,7 @@ from PIL import Image
 from ..models import CLIP
 from ..models.clip import MAX_LOGIT_SCALE
 from ..models.fingerprint import model_fingerprint
-from ..tokenizer import tokenize
-from ..transforms import image_transform
+from ..transforms import model_transform
 from .collection import Collection
 from .index import build_index, load_index
 
@@ -38,7 +37,7 @@ class Searcher:
     def __init__(self, collection: Collection, model: CLIP, index=None, index_kind: str | None = None):
         collection.check_model(model_fingerprint(model))
         self.collection, self.model = collection, model.eval()
-        self.transform = image_transform(model.image_size)
+        self.transform = model_transform(model)
         if index is None:  # no saved index yet: an exact one in memory
             index, index_kind, _ = build_index(collection.image_vectors, "flat")
         self.index, self.index_kind = index, index_kind
@@ -61,7 +60,7 @@ class Searcher:
     @torch.no_grad()
     def _text_vector(self, text: str) -> np.ndarray:
         device = next(self.model.parameters()).device
-        tokens = tokenize([text], self.model.context_length, truncate=True).to(device)
+        tokens = self.model.tokenizer([text]).to(device)
         return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -158,3 +159,18 @@ def default_tokenizer() -> Tokenizer:
 def tokenize(texts: str | Sequence[str], context_length: int = 77, truncate: bool = False) -> torch.Tensor:
     """OpenAI's `clip.tokenize`: ids of shape (len(texts), context_length) with the shared tokenizer."""
     return default_tokenizer()(texts, context_length=context_length, truncate=truncate)
+
+
+@dataclass(frozen=True)
+class BPETokenize:
+    """A CLIP model's text -> ids: `tokenize` at the model's context length, long texts truncated.
+
+    Every cliplab model has a `tokenizer` of this shape (texts -> (N, context_length) ids, padding 0),
+    small and picklable so that data-loading workers can carry it.
+    """
+
+    context_length: int = 77
+    pad_id: int = 0
+
+    def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
+        return tokenize(texts, self.context_length, truncate=True)

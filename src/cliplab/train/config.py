@@ -18,6 +18,19 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 class TrainConfig:
     # Model
     model: str = "tiny-ViT/8@64px"  # a built-in architecture (`cliplab models`)
+    # Fine-tuning: start from this checkpoint (cliplab, OpenAI, OpenCLIP or a Hugging Face folder);
+    # its architecture replaces `model`. Not the same as --resume, which continues a run of this config.
+    init_from: str | None = None
+    image_size: int | None = None  # train at this resolution (ViT positional embeddings resized)
+    # Towers from other libraries (pip install 'cliplab[towers]'): set both to build a TowersCLIP
+    image_tower: str | None = None  # "timm:efficientnet_lite0", "torchvision:resnet50", ...
+    image_tower_weights: str | None = None  # a local file of its pretrained weights
+    image_mean: list[float] | None = None  # its input normalisation (default: ImageNet's)
+    image_std: list[float] | None = None
+    text_tower: str | None = None  # a local Hugging Face encoder folder (AutoModel.from_pretrained)
+    text_pooling: str = "mean"  # "mean" over tokens or "cls"
+    embed_dim: int = 512  # towers: width of the shared embedding space
+    projection: str = "linear"  # towers: "linear" or "mlp" heads joining them
     # Data: a caption table (.csv/.tsv/.jsonl/.parquet), a folder or brace pattern of WebDataset shards,
     # or "synthetic" (the built-in world of coloured shapes; samples_per_epoch scenes, default 20,000)
     data: str = ""
@@ -52,7 +65,9 @@ class TrainConfig:
     grad_checkpointing: bool = False
     compile: bool = False
     lock_image: bool = False  # LiT: freeze the image tower
+    lock_image_unlocked: int = 0  # ... but leave its last N groups trainable (blocks; the head is one)
     lock_text: bool = False
+    lock_text_unlocked: int = 0
     patch_dropout: float = 0.0  # FLIP: share of image patches dropped in training (ViT only)
     max_bad_steps: int = 5  # stop after this many consecutive steps with a non-finite loss
     # Run
@@ -80,8 +95,10 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.patch_dropout < 1:
             raise ValueError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
-        if self.lock_image and self.lock_text:
-            raise ValueError("lock_image and lock_text together leave nothing to train but the temperature")
+        if bool(self.image_tower) != bool(self.text_tower):
+            raise ValueError("towers from other libraries need both image_tower and text_tower")
+        if self.image_tower and self.init_from:
+            raise ValueError("init_from and image_tower/text_tower both say where the weights come from; choose one")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

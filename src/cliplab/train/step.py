@@ -51,16 +51,22 @@ class StepLoss:
         return self.loss(image_features, text_features, scale.float())
 
 
-def lock_tower(model: CLIP, tower: str) -> list[nn.Module]:
-    """Freeze one tower (LiT); returns the modules to keep in eval mode (frozen batch statistics too)."""
-    if tower == "image":
-        modules = [model.visual]
-    else:
-        modules = [model.transformer, model.token_embedding, model.ln_final]
-        model.positional_embedding.requires_grad_(False)
-        model.text_projection.requires_grad_(False)
-    for module in modules:
-        module.requires_grad_(False)
+def lock_tower(model: nn.Module, tower: str, unlocked: int = 0) -> list[nn.Module]:
+    """Freeze one tower (LiT), all but its last `unlocked` parameter groups (`model.tower_groups`);
+    returns the frozen modules, to keep in eval mode (frozen batch statistics, no dropout)."""
+    groups = model.tower_groups(tower)
+    if not 0 <= unlocked < len(groups):
+        raise ValueError(f"the {tower} tower has {len(groups)} groups; leave 0 to {len(groups) - 1} unlocked")
+    frozen = [prefix for group in groups[: len(groups) - unlocked] for prefix in group]
+    for name, parameter in model.named_parameters():
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in frozen):
+            parameter.requires_grad_(False)
+    modules = []
+    for prefix in frozen:
+        try:
+            modules.append(model.get_submodule(prefix))
+        except AttributeError:  # a bare parameter (an embedding table, a projection matrix)
+            pass
     return modules
 
 

@@ -24,18 +24,30 @@ from ..checkpoints.files import atomic_write, save_checkpoint
 from ..data import CaptionDataset, read_caption_table
 from ..data.loader import ShardStream, StreamState, check_enough_shards, shard_loader, table_loader
 from ..data.shards import list_shards, shard_sizes
-from ..models import CLIP, create_model
-from ..transforms import image_transform
+from ..models import CLIP, TowersCLIP
+from ..transforms import model_transform
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, save_config
+from .initial import initial_model
 from .metrics import MetricsLog, drop_records_after, plot_metrics
 from .optim import build_optimizer, clamp_logit_scale_, learning_rate, set_learning_rate
 from .step import ContrastiveForward, StepLoss, forward_backward, lock_tower, set_patch_dropout
 from .validate import ValidationSet
 
 # Options that define what a checkpoint is a checkpoint of; resuming with others changed is refused.
-RESUME_MUST_MATCH = ("model", "data", "split", "batch_size", "seed", "loss", "resample")
+RESUME_MUST_MATCH = (
+    "model",
+    "init_from",
+    "image_tower",
+    "text_tower",
+    "data",
+    "split",
+    "batch_size",
+    "seed",
+    "loss",
+    "resample",
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,13 +78,15 @@ class Trainer:
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
 
         torch.manual_seed(config.seed)  # the same initial weights in every process
-        self.model: CLIP = create_model(config.model).to(device)
+        self.model: CLIP | TowersCLIP = initial_model(config).to(device)
         set_patch_dropout(self.model, config.patch_dropout)
         self.frozen = []
         if config.lock_image:
-            self.frozen += lock_tower(self.model, "image")
+            self.frozen += lock_tower(self.model, "image", config.lock_image_unlocked)
         if config.lock_text:
-            self.frozen += lock_tower(self.model, "text")
+            self.frozen += lock_tower(self.model, "text", config.lock_text_unlocked)
+        if not any(p.requires_grad for name, p in self.model.named_parameters() if name != "logit_scale"):
+            raise ValueError("both towers locked leave nothing to train but the temperature")
         self.model.set_grad_checkpointing(config.grad_checkpointing)
         self.head = ContrastiveForward(self.model, config.loss).to(device)
         self.parameters = [p for p in self.head.parameters() if p.requires_grad]
@@ -115,7 +129,7 @@ class Trainer:
 
     def _setup_data(self) -> None:
         config = self.config
-        self.transform = image_transform(self.model.image_size, train=True)
+        self.transform = model_transform(self.model, train=True)
         source = Path(config.data)
         is_table = source.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet")
         if config.data == "synthetic":  # the built-in world of coloured shapes (cliplab.data.synthetic)
@@ -123,8 +137,8 @@ class Trainer:
 
             self.dataset = SyntheticCaptions(
                 config.samples_per_epoch or 20_000,
-                image_transform(self.model.image_size),  # no random crops: captions name positions
-                self.model.context_length,
+                model_transform(self.model),  # no random crops: captions name positions
+                self.model.tokenizer,
                 seed=config.seed,
                 image_size=self.model.image_size,
             )
@@ -134,7 +148,7 @@ class Trainer:
             entries = read_caption_table(
                 source, config.image_column, config.caption_column, config.image_root, config.split
             )
-            self.dataset = CaptionDataset(entries, self.transform, self.model.context_length, seed=config.seed)
+            self.dataset = CaptionDataset(entries, self.transform, self.model.tokenizer, seed=config.seed)
             self.shards = None
             samples = len(entries)
         else:
@@ -160,9 +174,7 @@ class Trainer:
             entries = read_caption_table(
                 config.val_data, config.image_column, config.caption_column, config.image_root, config.val_split
             )
-            self.validation = ValidationSet(
-                entries, image_transform(self.model.image_size), self.model.context_length, config.workers
-            )
+            self.validation = ValidationSet(entries, model_transform(self.model), self.model.tokenizer, config.workers)
 
     def _epoch_batches(self, epoch: int, start: int):
         if self.dataset is not None:
@@ -181,7 +193,7 @@ class Trainer:
         stream = ShardStream(
             self.shards,
             self.transform,
-            self.model.context_length,
+            self.model.tokenizer,
             self.local_batch,
             self.place.rank,
             self.place.world,

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import BadSample, CaptionedImage, check_caption, read_image
 from ..evaluate import retrieval_metrics
 from ..models import CLIP
-from ..tokenizer import tokenize
 
 
 class _Images(Dataset):
@@ -38,9 +37,9 @@ def _collate(items):
 class ValidationSet:
     """Every image of a table with every one of its captions; bad images and captions are left out and counted."""
 
-    def __init__(self, entries: Sequence[CaptionedImage], transform: Callable, context_length: int, workers: int = 0):
+    def __init__(self, entries: Sequence[CaptionedImage], transform: Callable, tokenizer: Callable, workers: int = 0):
         self.entries, self.transform, self.workers = list(entries), transform, workers
-        self.context_length = context_length
+        self.tokenizer = tokenizer
         self.skipped: Counter = Counter()
 
     @torch.no_grad()
@@ -76,7 +75,7 @@ class ValidationSet:
                     self.skipped[bad.reason] += 1
         text_features = []
         for start in range(0, len(captions), batch_size):
-            tokens = tokenize(captions[start : start + batch_size], self.context_length, truncate=True).to(device)
+            tokens = self.tokenizer(captions[start : start + batch_size]).to(device)
             with autocast:
                 text_features.append(model.encode_text(tokens, normalize=True).float())
         images, texts = torch.cat(image_features), torch.cat(text_features)

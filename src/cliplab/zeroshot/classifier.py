@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from ..models import CLIP
 from ..models.clip import MAX_LOGIT_SCALE
-from ..tokenizer import tokenize
 
 
 def _fill(template: str, name: str) -> str:
@@ -38,7 +37,7 @@ def build_classifier(
     if not classnames or not templates:
         raise ValueError("a zero-shot classifier needs at least one class name and one template")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    tokenizer = tokenizer or (lambda texts: tokenize(texts, model.context_length, truncate=True))
+    tokenizer = tokenizer or model.tokenizer
     prompts = [(c, _fill(t, name)) for c, name in enumerate(classnames) for t in templates]
     sums = torch.zeros(len(classnames), model.config.embed_dim, device=device)
     for start in range(0, len(prompts), batch_size):

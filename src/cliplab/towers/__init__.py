@@ -1,0 +1,87 @@
+"""Towers from other libraries joined into a CLIP (extra `towers`: timm, transformers).
+
+    from cliplab.towers import towers_model
+    model = towers_model(image="timm:efficientnet_lite0", image_weights="lite0.pth",
+                         text="path/to/all-MiniLM-L6-v2", embed_dim=512)
+
+The result is a `cliplab.models.TowersCLIP`: it trains with `cliplab train` (lock either tower, or
+leave its last blocks trainable), saves as one cliplab checkpoint and works wherever a CLIP does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..models.build import load_weights
+from ..models.towers_clip import ImageTowerConfig, TextTowerConfig, TowersCLIP, TowersConfig
+from .efficientnet import is_lukemelas_efficientnet, lukemelas_to_timm
+from .image import LIBRARIES, ImageTower, create_backbone, load_backbone_weights
+from .text import HFTokenize, TextTower, read_hf_text_encoder
+
+
+def parse_image_tower(spec: str) -> tuple[str, str]:
+    """'timm:efficientnet_lite0' -> ('timm', 'efficientnet_lite0')."""
+    library, _, name = spec.partition(":")
+    if library not in LIBRARIES or not name:
+        raise ValueError(
+            f"image tower {spec!r}: write LIBRARY:NAME with LIBRARY one of {LIBRARIES}, e.g. timm:resnet50"
+        )
+    return library, name
+
+
+def towers_model(
+    image: str,
+    text: str | Path,
+    image_weights: str | Path | None = None,
+    embed_dim: int = 512,
+    projection: str = "linear",
+    pooling: str = "mean",
+    context_length: int = 77,
+    image_size: int = 224,
+    image_mean: tuple[float, float, float] | None = None,
+    image_std: tuple[float, float, float] | None = None,
+) -> TowersCLIP:
+    """A CLIP of a pretrained image backbone (`image` = 'timm:NAME' or 'torchvision:NAME', weights from
+    the local file `image_weights`) and the `transformers` encoder in the local folder `text`.
+
+    The projection heads and the temperature start fresh (from torch's current random state). The
+    normalisation defaults to ImageNet's; pass the backbone's own where it differs.
+    """
+    library, name = parse_image_tower(image)
+    if (image_mean is None) != (image_std is None):
+        raise ValueError("give both image_mean and image_std, or neither")
+    image_config = ImageTowerConfig(library, name, image_size)
+    if image_mean is not None:
+        image_config = dataclasses.replace(image_config, mean=tuple(image_mean), std=tuple(image_std))
+    hf_config, tokenizer_json, pad_id, text_weights = read_hf_text_encoder(text)
+    limit = hf_config.get("max_position_embeddings")
+    if limit is not None and context_length > limit:
+        raise ValueError(f"context_length {context_length} is beyond the text encoder's {limit} positions")
+    config = TowersConfig(
+        image=image_config,
+        text=TextTowerConfig(hf_config, tokenizer_json, pad_id, pooling, context_length),
+        embed_dim=embed_dim,
+        projection=projection,
+    )
+    model = TowersCLIP(config)
+    if image_weights is not None:
+        load_backbone_weights(model.visual.trunk, image_weights)
+    with torch.no_grad():
+        load_weights(model.text.encoder, text_weights)
+    return model.eval()
+
+
+__all__ = [
+    "HFTokenize",
+    "ImageTower",
+    "TextTower",
+    "create_backbone",
+    "is_lukemelas_efficientnet",
+    "load_backbone_weights",
+    "lukemelas_to_timm",
+    "parse_image_tower",
+    "towers_model",
+]
