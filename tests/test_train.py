@@ -208,6 +208,11 @@ def test_config_file_overrides_and_mistakes(tmp_path):
         load_config(path, ["epochs"])
     with pytest.raises(ValueError, match="no training data"):
         load_config(None, [])
+    assert load_config(path, ["image_mean=[0.5,0.5,0.5]"]).image_mean == [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="'image_mean' must be list"):
+        load_config(path, ["image_mean=0.5"])
+    with pytest.raises(ValueError, match="both image_tower and text_tower"):
+        load_config(path, ["image_tower=timm:resnet18"])
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, table):

@@ -54,6 +54,9 @@ class TowersConfig:
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
     embed_dim: int = 512
     projection: str = "linear"  # "linear", or "mlp" (Linear-GELU-Linear)
+    # False: the image tower's own features are the shared space (LiT's setup, for a locked image
+    # tower): no image head, embed_dim is the backbone's width, only the text side learns to map.
+    image_head: bool = True
     architecture: str = ARCHITECTURE
 
     def __post_init__(self) -> None:
@@ -91,7 +94,13 @@ class TowersCLIP(nn.Module):
         self.config = config
         self.visual = ImageTower(config.image.library, config.image.name)
         self.text = TextTower(config.text.hf_config, config.text.pooling, config.text.pad_id)
-        self.image_projection = _projection(self.visual.features, config.embed_dim, config.projection)
+        if not config.image_head and config.embed_dim != self.visual.features:
+            self.config = config = dataclasses.replace(config, embed_dim=self.visual.features)
+        self.image_projection = (
+            _projection(self.visual.features, config.embed_dim, config.projection)
+            if config.image_head
+            else nn.Identity()
+        )
         self.text_projection = _projection(self.text.width, config.embed_dim, config.projection)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 

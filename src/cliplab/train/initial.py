@@ -26,6 +26,7 @@ def initial_model(config: TrainConfig) -> nn.Module:
             config.image_tower_weights,
             embed_dim=config.embed_dim,
             projection=config.projection,
+            image_head=config.image_head,
             pooling=config.text_pooling,
             image_size=config.image_size or 224,
             image_mean=config.image_mean,
