@@ -241,3 +241,23 @@ def test_without_an_image_head_the_image_features_are_the_shared_space(text_fold
     assert (loaded.config.embed_dim, loaded.config.image_head) == (1280, False)
     with torch.no_grad():
         assert torch.equal(loaded.encode_image(images), model.encode_image(images))
+
+
+def test_torchvision_image_tower_loads_its_weights_and_locks_by_blocks(tmp_path):
+    from safetensors.torch import save_file
+    from torchvision import models
+
+    torch.manual_seed(2)
+    reference = models.resnet18(weights=None).eval()
+    save_file(reference.state_dict(), str(tmp_path / "resnet18.safetensors"))
+    from cliplab.towers import ImageTower
+
+    tower = ImageTower("torchvision", "resnet18").eval()
+    assert load_backbone_weights(tower.trunk, tmp_path / "resnet18.safetensors") == ["fc.bias", "fc.weight"]
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled = torch.flatten(reference.avgpool(reference.layer4(reference.layer3(reference.layer2(reference.layer1(
+            reference.maxpool(reference.relu(reference.bn1(reference.conv1(images))))))))), 1)  # fmt: skip
+        torch.testing.assert_close(tower(images), pooled, atol=1e-5, rtol=1e-5)
+    groups = tower.groups("visual.")
+    assert groups[1] == ["visual.trunk.layer1.0"] and groups[-2] == ["visual.trunk.layer4.1"] and len(groups) == 10
