@@ -91,6 +91,8 @@ def test_search_by_text_image_and_embedding_equals_the_searcher(client, searcher
     vector = searcher.collection.image_vectors[5].tolist()
     by_vector = client.post("/search", json={"embedding": vector, "k": 2}).json()
     assert by_vector["results"][0]["id"] == 5 and len(by_vector["results"]) == 2
+    huge = client.post("/search", json={"embedding": [x * 1e300 for x in vector], "k": 2}).json()  # any scale
+    assert [r["id"] for r in huge["results"]] == [r["id"] for r in by_vector["results"]]
 
     embedded = client.post("/embed", json={"text": "photo number 3"}).json()
     np.testing.assert_allclose(embedded["embedding"], searcher.text_vector("photo number 3"), atol=1e-6)

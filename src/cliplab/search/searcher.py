@@ -103,13 +103,16 @@ def nearest(
     threshold: float = DUPLICATE_THRESHOLD,
 ) -> list[Hit]:
     """`Searcher.search` over any FAISS index of `vectors` (rows, dim), the stored embeddings it indexes."""
-    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: 1e30s normalise without overflow
     if vector.shape[0] != vectors.shape[1]:
         raise ValueError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0:
+    if not np.isfinite(vector).all():
         raise ValueError("a query embedding must be finite and not all zeros")
-    vector = vector / norm
+    vector = vector / np.abs(vector).max() if vector.any() else vector  # scaled first: the norm stays finite
+    norm = float(np.linalg.norm(vector))
+    if norm == 0:
+        raise ValueError("a query embedding must be finite and not all zeros")
+    vector = (vector / norm).astype(np.float32)
     k = min(k, len(vectors))
     fetch = min(len(vectors), k * 4 + 16) if fold_duplicates else k
     if kind == "ivfpq":  # its scores are approximate: re-score a wider net with the stored vectors
