@@ -4,6 +4,7 @@ Same weights, same inputs, same process, runs alternating; prints medians and ra
 
     python benchmarks/bench_embed.py                 # ViT-B/32 and RN50, batch 32
     python benchmarks/bench_embed.py --models ViT-B/16 --batch 16 --rounds 5
+    python benchmarks/bench_embed.py --models ViT-B/32 --no-images --text-batch 256   # text alone, batch 256
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cliplab  # noqa: E402
+from cliplab.zeroshot import get_classnames  # noqa: E402
 from common import captions, compare, machine, matmul_peak_gflops, report  # noqa: E402
 
 OPENCLIP_NAMES = {
@@ -88,19 +90,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["ViT-B/32", "RN50"], choices=sorted(OPENCLIP_NAMES))
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--text-batch", type=int, help="texts per batch (default: --batch)")
+    parser.add_argument("--no-images", action="store_true", help="text embedding only")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     peak = matmul_peak_gflops()
     print(f"machine: {machine()}; float32 matmul peak {peak:.0f} GFLOP/s")
-    classes = ("dog", "cat", "red envelope", "golden retriever", "chain saw", "church", "tench", "parachute")
-    prompts = [f"a photo of a {c}." for c in classes] * (args.batch // len(classes) + 1)
+    text_batch = args.text_batch or args.batch
+    classes = get_classnames("imagenet1k")  # ImageNet's class names: prompts of 7 to about 16 tokens
+    prompts = [f"a photo of a {c}." for c in classes[:: max(1, len(classes) // text_batch)]][:text_batch]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             models = reference_models(name, Path(tmp))
-            bench_images(name, models, args.batch, args.rounds, peak)
-            bench_texts(name, models, "Flickr8k-style captions", captions(args.batch), args.rounds)
-            bench_texts(name, models, "short prompts", prompts[: args.batch], args.rounds)
+            if not args.no_images:
+                bench_images(name, models, args.batch, args.rounds, peak)
+            bench_texts(name, models, "Flickr8k-style captions", captions(text_batch), args.rounds)
+            bench_texts(name, models, "ImageNet prompts", prompts, args.rounds)
 
 
 if __name__ == "__main__":

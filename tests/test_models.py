@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 import torch
@@ -54,6 +55,36 @@ def test_trimming_text_padding_changes_nothing_in_inference_or_training():
     for ours, plain in zip(trimmed, full):  # features, then the two embedding gradients
         assert (ours - plain).abs().max() <= 1e-5 * max(1.0, plain.abs().max().item())  # float32 rounding only
     assert full[2][40:].abs().max() == 0  # padding positions never receive gradient either way
+
+
+def test_length_buckets_equal_the_plain_path_for_mixed_short_and_full_length_texts():
+    from cliplab.models.clip import TEXT_BUCKET_ROWS
+
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px")
+    words = ["a", "dog", "photo", "of", "snow", "red", "the", "running"]
+    rng = random.Random(0)
+    texts = [
+        " ".join(rng.choice(words) for _ in range(rng.choice([1, 2, 5, 20, 80])))
+        for _ in range(3 * TEXT_BUCKET_ROWS + 7)
+    ]
+    text = cliplab.tokenize(texts, truncate=True)
+    lengths = text.argmax(-1)
+    assert int(lengths.min()) < 5 and int(lengths.max()) == 76  # the longest fill the whole context
+
+    def run(trim: bool):
+        model.zero_grad()
+        model.trim_text_padding = trim
+        features = model.encode_text(text)
+        (features * torch.linspace(-1, 1, features.shape[1])).sum().backward()
+        return (
+            features.detach(),
+            model.token_embedding.weight.grad.clone(),
+            model.transformer.resblocks[0].attn.in_proj_weight.grad.clone(),
+        )
+
+    for ours, plain in zip(run(True), run(False)):  # features in the batch's order, then two gradients
+        assert (ours - plain).abs().max() <= 1e-5 * max(1.0, plain.abs().max().item())
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

@@ -16,6 +16,8 @@ from .modified_resnet import ModifiedResNet
 from .vision_transformer import VisionTransformer
 
 MAX_LOGIT_SCALE = 100.0
+# Texts per length bucket when a batch is split by length: enough rows for efficient matrix products.
+TEXT_BUCKET_ROWS = 64
 
 
 class CLIP(nn.Module):
@@ -119,14 +121,24 @@ class CLIP(nn.Module):
                 f"text has {text.shape[1]} positions; this model's context length is {self.context_length}"
             )
         eot = text.argmax(dim=-1)  # the end-of-text token has the highest id in each row
+        if self.trim_text_padding and text.shape[0] > TEXT_BUCKET_ROWS:
+            # Sorted by length and cut into buckets, each run only to its own longest text: a batch
+            # mixing short and long texts pays for each length, not N times for its longest one.
+            order = eot.argsort()
+            parts = [self._encode_tokens(text[rows], eot[rows]) for rows in order.split(TEXT_BUCKET_ROWS)]
+            features = torch.cat(parts)[order.argsort()]  # back to the batch's order
+        else:
+            features = self._encode_tokens(text, eot)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def _encode_tokens(self, text: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
         if self.trim_text_padding and text.shape[0]:
             text = text[:, : int(eot.max()) + 1]
         x = self.token_embedding(text).to(self.dtype)  # N L D
         x = x + self.positional_embedding[: text.shape[1]].to(self.dtype)
         x = self.transformer(x, causal=True)
         x = self.ln_final(x)
-        features = x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # N E
-        return F.normalize(features, dim=-1) if normalize else features
+        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # N E
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits_per_image, logits_per_text): exp(t) * cosine similarity, exp(t) capped at 100."""
