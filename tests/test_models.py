@@ -154,14 +154,36 @@ def test_small_configurations_are_small():
         assert model.image_size <= 128
 
 
-def test_inference_quickgelu_equals_the_autograd_path():
-    from cliplab.models.layers import QuickGELU
+def test_folded_quickgelu_mlp_equals_the_plain_path_in_inference_and_training():
+    from cliplab.models.layers import MLP
 
-    x = torch.randn(4, 50, 3072)
-    with torch.no_grad():
-        fast = QuickGELU()(x.clone())
-    slow = QuickGELU()(x.clone().requires_grad_())
-    assert torch.equal(fast, slow.detach())
+    torch.manual_seed(0)
+    mlp = MLP(64, 256, "quick_gelu")
+    x = torch.randn(3, 50, 64)
+    with torch.no_grad():  # the in-place inference path
+        assert torch.allclose(mlp(x), mlp.plain_forward(x), rtol=1e-5, atol=1e-6)
+    x.requires_grad_()
+    fast, plain = mlp(x), mlp.plain_forward(x)
+    assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6)
+    probe = torch.randn_like(plain)
+    grads_fast = torch.autograd.grad((fast * probe).sum(), [x, *mlp.parameters()])
+    grads_plain = torch.autograd.grad((plain * probe).sum(), [x, *mlp.parameters()])
+    for a, b in zip(grads_fast, grads_plain):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert mlp(torch.randn(0, 5, 64)).shape == (0, 5, 64)
+
+
+def test_patch_embedding_as_a_matmul_equals_the_convolution():
+    torch.manual_seed(0)
+    visual = cliplab.create_model("tiny-ViT/8@64px").visual
+    for size in (64, 70):  # 70: six pixels past the last patch, which the convolution ignores too
+        images = torch.randn(2, 3, size, size)
+        conv = visual.conv1(images).flatten(2).transpose(1, 2)  # N D G G -> N (G*G) D
+        assert torch.allclose(visual.embed_patches(images), conv, rtol=1e-5, atol=1e-5)
+    images = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(
+        visual.embed_patches(images), visual.conv1(images).flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_resnet_keeps_channels_last_weights_after_loading():

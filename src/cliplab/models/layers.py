@@ -58,14 +58,14 @@ class LayerNorm(nn.LayerNorm):
         return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
+QUICK_GELU_SCALE = 1.702
+
+
 class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x): the activation OpenAI's released CLIP weights were trained with."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return x * torch.sigmoid(1.702 * x)
-        # Same arithmetic in place: one buffer instead of three on the inference path.
-        return torch.mul(x, 1.702).sigmoid_().mul_(x)
+        return x * torch.sigmoid(QUICK_GELU_SCALE * x)
 
 
 def make_activation(name: str) -> nn.Module:
@@ -103,6 +103,42 @@ class MultiheadSelfAttention(nn.Module):
         return self.out_proj(out)
 
 
+class MLP(nn.Sequential):
+    """c_fc -> activation -> c_proj, under OpenAI's names (`mlp.c_fc`, `mlp.c_proj`).
+
+    QuickGELU is computed with its scale folded into the two matrix products: since
+    x * sigmoid(1.702 x) = silu(1.702 x) / 1.702, c_fc runs as addmm with alpha = beta = 1.702, the
+    activation is one fused silu pass (in place at inference) and c_proj divides by 1.702 through
+    its alpha. Same maths as the Sequential's own forward (`plain_forward`); only rounding differs,
+    and the three elementwise passes of QuickGELU become one.
+    """
+
+    def __init__(self, width: int, hidden: int, activation: str):
+        super().__init__(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, hidden)),
+                    ("gelu", make_activation(activation)),
+                    ("c_proj", nn.Linear(hidden, width)),
+                ]
+            )
+        )
+
+    def plain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.gelu, QuickGELU):
+            return self.plain_forward(x)
+        rows = x.reshape(-1, x.shape[-1])  # N L D -> (N*L) D
+        hidden = torch.addmm(
+            self.c_fc.bias, rows, self.c_fc.weight.t(), beta=QUICK_GELU_SCALE, alpha=QUICK_GELU_SCALE
+        )  # 1.702 * c_fc(x)
+        hidden = F.silu(hidden, inplace=not (torch.is_grad_enabled() and hidden.requires_grad))
+        out = torch.addmm(self.c_proj.bias, hidden, self.c_proj.weight.t(), alpha=1 / QUICK_GELU_SCALE)
+        return out.view(*x.shape[:-1], out.shape[-1])  # (N*L) D -> N L D
+
+
 class ResidualAttentionBlock(nn.Module):
     """Pre-LayerNorm block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
@@ -112,15 +148,7 @@ class ResidualAttentionBlock(nn.Module):
         self.ln_1 = LayerNorm(width)
         self.attn = MultiheadSelfAttention(width, heads)
         self.ln_2 = LayerNorm(width)
-        self.mlp = nn.Sequential(
-            OrderedDict(
-                [
-                    ("c_fc", nn.Linear(width, hidden)),
-                    ("gelu", make_activation(activation)),
-                    ("c_proj", nn.Linear(hidden, width)),
-                ]
-            )
-        )
+        self.mlp = MLP(width, hidden, activation)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), causal=causal)
