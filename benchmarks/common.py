@@ -31,6 +31,14 @@ def _matmul_gflops(n: int, repeats: int) -> float:
     return 2 * n**3 / min(_seconds(lambda: a @ b) for _ in range(repeats)) / 1e9
 
 
+def matmul_candidate(n: int = 2048) -> tuple[Callable[[], object], float]:
+    """A square float32 matmul to run among `compare`'s candidates, and its GFLOPs: the peak measured
+    in the same alternating rounds as the models, so a machine that slows down mid-run (shared
+    hosts here vary by 30%) slows the denominator too."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return (lambda: a @ b), 2 * n**3 / 1e9
+
+
 def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
