@@ -33,7 +33,8 @@ def zero_shot_classification(
     if len(classnames) != len(data.classes):
         raise ValueError(f"{len(classnames)} class names for the {len(data.classes)} classes of {data.name}")
     features = features if features is not None else image_features(model, data, **feature_options)
-    weights = build_classifier(model, classnames, templates).float().cpu()
+    progress = feature_options.get("progress", False)
+    weights = build_classifier(model, classnames, templates, progress=progress).float().cpu()
     scale = model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE).float().cpu()
     probabilities = (scale * features.features @ weights).softmax(dim=-1)
     return classification_report(probabilities, features.labels, classnames), features

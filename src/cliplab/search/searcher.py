@@ -19,6 +19,7 @@ from ..models import CLIP
 from ..models.clip import MAX_LOGIT_SCALE
 from ..models.fingerprint import model_fingerprint
 from ..transforms import model_transform
+from ..zeroshot.classifier import PromptCache
 from .collection import Collection
 from .index import build_index, load_index
 
@@ -42,6 +43,7 @@ class Searcher:
             index, index_kind, _ = build_index(collection.image_vectors, "flat")
         self.index, self.index_kind = index, index_kind
         self.text_vector = lru_cache(maxsize=4096)(self._text_vector)  # repeated queries cost nothing
+        self.prompt_cache = PromptCache(max_prompts=20_000)  # so do repeated zero-shot labels
 
     @classmethod
     def open(cls, folder: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu") -> Searcher:
@@ -86,7 +88,7 @@ class Searcher:
         """Zero-shot probabilities of `labels` for the image (prompt ensembling over `templates`), best first."""
         from ..zeroshot import build_classifier
 
-        weights = build_classifier(self.model, list(labels), list(templates))
+        weights = build_classifier(self.model, list(labels), list(templates), cache=self.prompt_cache)
         features = torch.from_numpy(self.image_vector(image))[None, :]
         scale = self.model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE).item()
         probabilities = (scale * features @ weights).softmax(dim=-1)[0].tolist()

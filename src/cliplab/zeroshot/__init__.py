@@ -1,6 +1,14 @@
 """Zero-shot classification: class names and prompt templates become a linear classifier."""
 
-from .classifier import build_classifier, classify
+from .classifier import PromptCache, build_classifier, classify
 from .templates import check_templates, get_classnames, get_templates, template_sets
 
-__all__ = ["build_classifier", "check_templates", "classify", "get_classnames", "get_templates", "template_sets"]
+__all__ = [
+    "PromptCache",
+    "build_classifier",
+    "check_templates",
+    "classify",
+    "get_classnames",
+    "get_templates",
+    "template_sets",
+]

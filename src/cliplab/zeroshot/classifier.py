@@ -7,10 +7,12 @@ image's class probabilities are the softmax of exp(t) times its cosine similarit
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..models import CLIP
 from ..models.clip import MAX_LOGIT_SCALE
@@ -18,6 +20,43 @@ from ..models.clip import MAX_LOGIT_SCALE
 
 def _fill(template: str, name: str) -> str:
     return template.format(name) if "{}" in template else template.replace("{c}", name)
+
+
+class PromptCache:
+    """Normalised text embeddings of prompts already encoded by one model, least recently used first
+    out. Asking again for a classifier over labels seen before costs no text-tower work: the server's
+    zero-shot panel sends the same labels over and over."""
+
+    def __init__(self, max_prompts: int = 100_000):
+        self.max_prompts = max_prompts
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._embeddings)
+
+    def __contains__(self, prompt: str) -> bool:
+        return prompt in self._embeddings
+
+    def __getitem__(self, prompt: str) -> torch.Tensor:
+        self._embeddings.move_to_end(prompt)
+        return self._embeddings[prompt]
+
+    def add(self, prompts: Sequence[str], embeddings: torch.Tensor) -> None:
+        for prompt, embedding in zip(prompts, embeddings):
+            self._embeddings[prompt] = embedding
+            self._embeddings.move_to_end(prompt)
+        while len(self._embeddings) > self.max_prompts:
+            self._embeddings.popitem(last=False)
+
+
+def _embed_prompts(model: CLIP, texts: list[str], tokenizer, device, cache: PromptCache | None) -> torch.Tensor:
+    """(len(texts), embed_dim) normalised float32 embeddings, from the cache where it has them."""
+    if cache is None:
+        return model.encode_text(tokenizer(texts).to(device), normalize=True).float()
+    missing = [text for text in dict.fromkeys(texts) if text not in cache]
+    if missing:
+        cache.add(missing, model.encode_text(tokenizer(missing).to(device), normalize=True).float())
+    return torch.stack([cache[text] for text in texts])
 
 
 @torch.no_grad()
@@ -28,22 +67,28 @@ def build_classifier(
     batch_size: int = 256,
     tokenizer: Callable[[list[str]], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
+    cache: PromptCache | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     """(embed_dim, classes) weights: per class, the normalised mean of its normalised prompt embeddings.
 
-    Prompts are encoded `batch_size` at a time, so 1,000 classes x 80 templates never sit in memory as
-    one batch; only one running sum per class is kept.
+    Prompts are encoded `batch_size` at a time in order of length, so each batch runs only as far as
+    its own longest prompt; 1,000 classes x 80 templates never sit in memory as one batch, only one
+    running sum per class. `cache` keeps prompt embeddings for the next call with the same model.
     """
     if not classnames or not templates:
         raise ValueError("a zero-shot classifier needs at least one class name and one template")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokenizer = tokenizer or model.tokenizer
-    prompts = [(c, _fill(t, name)) for c, name in enumerate(classnames) for t in templates]
+    prompts = [_fill(t, name) for name in classnames for t in templates]  # class c: rows c*T .. c*T + T - 1
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # characters: a proxy for tokens
     sums = torch.zeros(len(classnames), model.config.embed_dim, device=device)
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        features = model.encode_text(tokenizer([text for _, text in chunk]).to(device), normalize=True)
-        sums.index_add_(0, torch.tensor([c for c, _ in chunk], device=device), features.float())
+    with tqdm(total=len(prompts), desc="zero-shot classifier", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            features = _embed_prompts(model, [prompts[i] for i in rows], tokenizer, device, cache)
+            sums.index_add_(0, torch.tensor([i // len(templates) for i in rows], device=device), features)
+            bar.update(len(rows))
     return F.normalize(sums / len(templates), dim=-1).t()
 
 
