@@ -4,7 +4,7 @@
    and open-clip-torch: same model and weights, same images and Flickr8k captions, same process,
    steps alternating; the first step's losses are printed side by side to show they agree.
 2. Peak memory (resident set size of a fresh process doing one step) at a few batch sizes, with and
-   without gradient caching, fitted (plain: linear in the batch; cached: linear plus the N x N
+   without gradient caching (open-clip-torch's beside the plain ones), fitted (plain: linear in the batch; cached: linear plus the N x N
    logits) and solved for the largest global batch under the budget.
 
     python benchmarks/bench_train.py                               # ViT-B/32, batch 32, 16 GB
@@ -32,10 +32,11 @@ from common import captions, machine  # noqa: E402
 OPENCLIP_NAMES = {"ViT-B/32": "ViT-B-32-quickgelu", "ViT-B/16": "ViT-B-16-quickgelu", "RN50": "RN50-quickgelu"}
 
 
-def inputs(model: cliplab.CLIP, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, model.image_size, model.image_size, generator=generator)
-    texts = cliplab.tokenize(captions(batch), model.context_length, truncate=True)
+def inputs(name: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    config = cliplab.get_config(name)
+    size = config.vision.image_size
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    texts = cliplab.tokenize(captions(batch), config.text.context_length, truncate=True)
     return images, texts
 
 
@@ -79,7 +80,7 @@ def throughput(name: str, batch: int, rounds: int) -> None:
     torch.manual_seed(0)
     reference = open_clip.create_model(OPENCLIP_NAMES[name]).train()
     ours = cliplab.build_model(reference.state_dict()).train()
-    images, texts = inputs(ours, batch)
+    images, texts = inputs(name, batch)
     steps = {"cliplab": cliplab_step(ours), "open_clip": openclip_step(reference)}
     first = {label: step(images, texts) for label, step in steps.items()}  # same weights: same loss
     print(
@@ -112,12 +113,17 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def probe(name: str, batch: int, micro: int | None) -> None:
-    """One training step in this (fresh) process; prints its peak resident memory in bytes."""
+def probe(name: str, batch: int, micro: int | None, reference: bool = False) -> None:
+    """One training step in this (fresh) process, cliplab's or open_clip's; prints its peak resident
+    memory in bytes."""
     torch.manual_seed(0)
-    model = cliplab.create_model(name).train()
-    images, texts = inputs(model, batch)
-    cliplab_step(model, micro)(images, texts)
+    images, texts = inputs(name, batch)
+    if reference:
+        import open_clip
+
+        openclip_step(open_clip.create_model(OPENCLIP_NAMES[name]).train())(images, texts)
+    else:
+        cliplab_step(cliplab.create_model(name).train(), micro)(images, texts)
     print(peak_rss())
 
 
@@ -129,7 +135,9 @@ def probe_loss(name: str, batch: int) -> None:
     print(peak_rss())
 
 
-def peak_bytes(name: str, batch: int, micro: int | None, loss_only: bool = False) -> int:
+def peak_bytes(
+    name: str, batch: int, micro: int | None, loss_only: bool = False, reference: bool = False
+) -> int | None:
     args = [
         sys.executable,
         __file__,
@@ -140,8 +148,12 @@ def peak_bytes(name: str, batch: int, micro: int | None, loss_only: bool = False
         str(batch),
     ]
     args += ["--micro", str(micro)] if micro else []
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1])
+    args += ["--reference"] if reference else []
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode == -9 and reference:
+        return None  # killed by the kernel: it did not fit in this machine's memory
+    done.check_returncode()
+    return int(done.stdout.split()[-1])
 
 
 def loss_bytes_per_pair(name: str, sizes: tuple[int, int] = (4096, 8192)) -> float:
@@ -154,12 +166,27 @@ def loss_bytes_per_pair(name: str, sizes: tuple[int, int] = (4096, 8192)) -> flo
 def largest_batch(name: str, budget: float, plain_sizes: list[int], cached_sizes: list[int], micro: int) -> None:
     print(f"\npeak memory of one training step, {name} (fresh process each; budget {budget / 2**30:.0f} GiB)")
     plain = {n: peak_bytes(name, n, None) for n in plain_sizes}
+    reference = {n: peak_bytes(name, n, None, reference=True) for n in plain_sizes} if name in OPENCLIP_NAMES else {}
     for n, b in plain.items():
-        print(f"  batch {n:>6}, no caching:          {b / 2**30:6.2f} GiB")
+        line = f"  batch {n:>6}, no caching:          {b / 2**30:6.2f} GiB"
+        if n in reference:
+            line += (
+                f"   (open_clip {reference[n] / 2**30:6.2f} GiB)"
+                if reference[n]
+                else "   (open_clip: killed, out of memory)"
+            )
+        print(line)
     (n0, b0), (n1, b1) = list(plain.items())[-2:]
     slope = (b1 - b0) / (n1 - n0)
     plain_max = int(n1 + (budget - b1) / slope)
     print(f"  -> {slope / 2**20:.1f} MiB per sample; largest batch without caching ~ {plain_max:,}")
+    measured = [(n, b) for n, b in reference.items() if b]
+    if len(measured) >= 2:  # its process also imports open_clip, so compare the slopes, not the totals
+        (n0, r0), (n1, r1) = measured[-2:]
+        theirs = (r1 - r0) / (n1 - n0)
+        print(
+            f"  -> open_clip {theirs / 2**20:.1f} MiB per sample, ~ {int(n1 + (budget - r1) / theirs):,} in the budget"
+        )
 
     cached = {n: peak_bytes(name, n, micro) for n in cached_sizes}
     for n, b in cached.items():
@@ -192,18 +219,24 @@ def main() -> None:
     parser.add_argument("--micro", type=int, default=None)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-loss", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     if args.probe or args.probe_loss:
-        (probe_loss(args.model, args.batch) if args.probe_loss else probe(args.model, args.batch, args.micro))
+        (
+            probe_loss(args.model, args.batch)
+            if args.probe_loss
+            else probe(args.model, args.batch, args.micro, args.reference)
+        )
         return
     print(machine())
     if args.model in OPENCLIP_NAMES and not args.skip_throughput:
         throughput(args.model, args.batch, args.rounds)
     if not args.skip_memory:
-        # Batches large enough that activations, not the weights and optimiser state, set the peak.
-        largest_batch(args.model, args.budget_gb * 2**30, [64, 128, 256], [128, 256], micro=32)
+        # Batches large enough that activations, not the weights and optimiser state, set the peak;
+        # cached ones far apart, since what grows with them (inputs, features) is small beside allocator noise.
+        largest_batch(args.model, args.budget_gb * 2**30, [64, 128, 256], [256, 1024], micro=32)
 
 
 if __name__ == "__main__":
