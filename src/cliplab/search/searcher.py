@@ -105,16 +105,13 @@ def nearest(
     threshold: float = DUPLICATE_THRESHOLD,
 ) -> list[Hit]:
     """`Searcher.search` over any FAISS index of `vectors` (rows, dim), the stored embeddings it indexes."""
-    vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: 1e30s normalise without overflow
+    vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: JSON numbers past float32's range
     if vector.shape[0] != vectors.shape[1]:
         raise ValueError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
-    if not np.isfinite(vector).all():
+    if not np.isfinite(vector).all() or not vector.any():
         raise ValueError("a query embedding must be finite and not all zeros")
-    vector = vector / np.abs(vector).max() if vector.any() else vector  # scaled first: the norm stays finite
-    norm = float(np.linalg.norm(vector))
-    if norm == 0:
-        raise ValueError("a query embedding must be finite and not all zeros")
-    vector = (vector / norm).astype(np.float32)
+    vector = vector / np.abs(vector).max()  # scaled first, so the norm cannot overflow
+    vector = (vector / np.linalg.norm(vector)).astype(np.float32)
     k = min(k, len(vectors))
     fetch = min(len(vectors), k * 4 + 16) if fold_duplicates else k
     if kind == "ivfpq":  # its scores are approximate: re-score a wider net with the stored vectors
