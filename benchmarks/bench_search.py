@@ -82,31 +82,39 @@ def measure(data: str, args: argparse.Namespace, rng: np.random.Generator) -> No
     else:
         picks = centres[rng.integers(0, len(centres), args.queries)]
         queries = unit(picks + rng.standard_normal((args.queries, args.dim), dtype=np.float32))
-    print(f"\n{data}: {args.rows:,} x {args.dim} unit vectors, {args.queries:,} queries "
-          f"(made in {time.perf_counter() - began:.0f} s)")  # fmt: skip
+    print(
+        f"\n{data}: {args.rows:,} x {args.dim} unit vectors, {args.queries:,} queries "
+        f"(made in {time.perf_counter() - began:.0f} s)"
+    )
 
     exact, _, _ = build_index(vectors, "flat")
     began = time.perf_counter()
     _, truth = exact.search(queries, 10)  # ground truth, all queries in one batch
     print(f"  exact top-10 of all queries as one batch: {time.perf_counter() - began:.1f} s")
     ms = latencies(lambda q: exact.search(q[None, :], 10), queries[: args.exact_queries])
-    print(f"  flat (exact)       p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms"
-          f"   ({len(ms)} single queries)")  # fmt: skip
+    print(
+        f"  flat (exact)       p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms"
+        f"   ({len(ms)} single queries)"
+    )
 
     params = default_params("ivfpq", args.rows, args.dim)
     began = time.perf_counter()
     approximate, _, params = build_index(vectors, "ivfpq", params)
     built = time.perf_counter() - began
-    print(f"  ivfpq nlist={params['nlist']} m={params['m']} (trained on {params['train_size']:,}): built in {built:.0f} s, "
-          f"{approximate.ntotal:,} codes of {params['m']} bytes")  # fmt: skip
+    print(
+        f"  ivfpq nlist={params['nlist']} m={params['m']} (trained on {params['train_size']:,}): built in {built:.0f} s, "
+        f"{approximate.ntotal:,} codes of {params['m']} bytes"
+    )
     for nprobe in args.nprobe:
         approximate.nprobe = nprobe
         raw = [approximate.search(q[None, :], 10)[1][0].tolist() for q in queries]
         ms = latencies(lambda q: nearest(approximate, "ivfpq", vectors, q, 10), queries)
         reranked = [[h.id for h in nearest(approximate, "ivfpq", vectors, q, 10)] for q in queries]
-        print(f"  ivfpq nprobe={nprobe:<4}  p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms"
-              f"   recall@10 {recall_at_10(truth, raw):.3f} from the index alone, "
-              f"{recall_at_10(truth, reranked):.3f} re-scored (what cliplab returns)")  # fmt: skip
+        print(
+            f"  ivfpq nprobe={nprobe:<4}  p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms"
+            f"   recall@10 {recall_at_10(truth, raw):.3f} from the index alone, "
+            f"{recall_at_10(truth, reranked):.3f} re-scored (what cliplab returns)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import cliplab  # noqa: E402
-from cliplab.search import Collection, embed_collection, index_collection, open_source  # noqa: E402
+from cliplab.data import open_source  # noqa: E402
+from cliplab.search import Collection, embed_collection, index_collection  # noqa: E402
 from common import SHARED, machine  # noqa: E402
 
 
@@ -100,20 +101,22 @@ def main() -> None:
     model = cliplab.load_model(checkpoint)
 
     source = open_source(table)
-    source.items = source.items[: args.images]
+    source = source.subset(range(min(args.images, len(source.items))))
     report = embed_collection(source, work / "emb", model, checkpoint, batch_size=args.batch_size, progress=False)
-    print(f"\nembed: {report.rows:,} images of {table} (with their captions) in {report.seconds:.1f} s = "
-          f"{report.images_per_second:.1f} images/s, {torch.get_num_threads()} threads, 2 decoding workers")  # fmt: skip
+    print(
+        f"\nembed: {report.rows:,} images of {table} (with their captions) in {report.seconds:.1f} s = "
+        f"{report.images_per_second:.1f} images/s, {torch.get_num_threads()} threads, 2 decoding workers"
+    )
     index_collection(Collection.open(work / "emb"), "flat")
 
-    from cliplab.data import read_caption_table
-
-    captions = list(dict.fromkeys(c for e in read_caption_table(table) for c in e.captions))  # all, distinct
+    captions = list(dict.fromkeys(c for e in open_source(table).items for c in e.captions))  # all, distinct
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "cliplab", "serve", str(work / "emb"), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         import httpx
@@ -133,10 +136,12 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     total = args.clients * args.queries
-    print(f"load: {args.clients} clients x {args.queries} text searches (k=10, {len(set(captions[:total]))} distinct "
-          f"texts) on loopback: {len(latencies):,} answered, {len(errors)} errors, {seconds:.1f} s, "
-          f"{len(latencies) / seconds:.1f} queries/s; latency p50 {np.percentile(latencies, 50):.0f} ms, "
-          f"p99 {np.percentile(latencies, 99):.0f} ms")  # fmt: skip
+    print(
+        f"load: {args.clients} clients x {args.queries} text searches (k=10, {len(set(captions[:total]))} distinct "
+        f"texts) on loopback: {len(latencies):,} answered, {len(errors)} errors, {seconds:.1f} s, "
+        f"{len(latencies) / seconds:.1f} queries/s; latency p50 {np.percentile(latencies, 50):.0f} ms, "
+        f"p99 {np.percentile(latencies, 99):.0f} ms"
+    )
     for error in errors[:5]:
         print("  error:", error)
 

@@ -39,9 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import cliplab  # noqa: E402
-from cliplab.data import read_caption_table  # noqa: E402
-from cliplab.data.decode import read_image  # noqa: E402
-from cliplab.evaluate.retrieval import retrieval_metrics  # noqa: E402
+from cliplab.data import open_source, read_image  # noqa: E402
+from cliplab.evaluate import retrieval_metrics  # noqa: E402
 from cliplab.loss import ClipLoss  # noqa: E402
 from cliplab.towers import load_backbone_weights, towers_model  # noqa: E402
 from cliplab.train.optim import clamp_logit_scale_, learning_rate, parameter_groups  # noqa: E402
@@ -51,8 +50,18 @@ from cliplab.zeroshot import build_classifier, get_classnames, get_templates  # 
 from common import SHARED, machine  # noqa: E402
 
 # Imagenette's classes: their ImageNet indices and OpenAI's curated names for them
-IMAGENETTE = {"tench": 0, "English springer": 217, "cassette player": 482, "chain saw": 491, "church": 497,
-              "French horn": 566, "garbage truck": 569, "gas pump": 571, "golf ball": 574, "parachute": 701}  # fmt: skip
+IMAGENETTE = {
+    "tench": 0,
+    "English springer": 217,
+    "cassette player": 482,
+    "chain saw": 491,
+    "church": 497,
+    "French horn": 566,
+    "garbage truck": 569,
+    "gas pump": 571,
+    "golf ball": 574,
+    "parachute": 701,
+}
 KARPATHY_2015 = {"image_to_text": (16.5, 40.6, 54.2), "text_to_image": (11.8, 32.1, 44.7)}  # Flickr8k test
 TF_LITE_NORMALISATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # EfficientNet-Lite's TensorFlow inputs: [-1, 1]
 
@@ -65,7 +74,7 @@ class Photos(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        with read_image(self.paths[i]) as image:
+        with read_image(Path(self.paths[i])) as image:
             return self.transform(image)
 
 
@@ -89,14 +98,16 @@ def check_key_map(weights_file: str, imagenette: list, transform_for) -> dict:
     results = {}
     labels = torch.tensor([IMAGENETTE[label] for _, label in imagenette])
     columns = torch.tensor(list(IMAGENETTE.values()))
-    for name, (mean, std) in {"tf_lite_[-1,1]": TF_LITE_NORMALISATION,
-                              "imagenet_mean_std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}.items():  # fmt: skip
+    for name, (mean, std) in {
+        "tf_lite_[-1,1]": TF_LITE_NORMALISATION,
+        "imagenet_mean_std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    }.items():
         logits = tower_features(classifier, [p for p, _ in imagenette], transform_for(mean, std), what="photos")
-        top1 = (logits.argmax(1) == labels).float().mean().item() * 100
-        among10 = (columns[logits[:, columns].argmax(1)] == labels).float().mean().item() * 100
+        top1 = (logits.argmax(1) == labels).float().mean().item()
+        among10 = (columns[logits[:, columns].argmax(1)] == labels).float().mean().item()
         results[name] = {"imagenet_top1": top1, "top1_among_imagenette_classes": among10}
         print(
-            f"  EfficientNet-Lite0 (timm, mapped), inputs {name}: ImageNet top-1 {top1:.1f}%, among the 10 classes {among10:.1f}%"
+            f"  EfficientNet-Lite0 (timm, mapped), inputs {name}: ImageNet top-1 {top1:.1%}, among the 10 classes {among10:.1%}"
         )
     return results
 
@@ -134,11 +145,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
-    train_rows = read_caption_table(args.data, split="train")
-    dev_rows = read_caption_table(args.data, split="dev")
+    train_rows = open_source(args.data, split="train").items
+    dev_rows = open_source(args.data, split="dev").items
     folder = Path(args.imagenette).parent
-    imagenette = [(folder / "images" / line.split("\t")[0], line.split("\t")[1].strip())
-                  for line in Path(args.imagenette).read_text().splitlines()[1:] if line.strip()]  # fmt: skip
+    imagenette = [
+        (folder / "images" / line.split("\t")[0], line.split("\t")[1].strip())
+        for line in Path(args.imagenette).read_text().splitlines()[1:]
+        if line.strip()
+    ]
     if args.limit:
         train_rows, dev_rows, imagenette = (
             train_rows[: args.limit],
@@ -147,9 +161,15 @@ def main() -> None:
         )
 
     torch.manual_seed(args.seed)
-    model = towers_model("timm:efficientnet_lite0", text_folder, image_file, embed_dim=args.embed_dim,
-                         image_head=args.image_head, image_mean=TF_LITE_NORMALISATION[0],
-                         image_std=TF_LITE_NORMALISATION[1])  # fmt: skip
+    model = towers_model(
+        "timm:efficientnet_lite0",
+        text_folder,
+        image_file,
+        embed_dim=args.embed_dim,
+        image_head=args.image_head,
+        image_mean=TF_LITE_NORMALISATION[0],
+        image_std=TF_LITE_NORMALISATION[1],
+    )
 
     def transform_for(mean, std):
         return cliplab.image_transform(model.image_size, mean=mean, std=std)
@@ -207,8 +227,11 @@ def main() -> None:
     steps_per_epoch = len(train_rows) // args.batch_size
     total = args.steps or fit_steps(batch_loss, rng, args, began, steps_per_epoch)
     batches = epoch_batches(len(train_rows), args.batch_size, rng)
-    print(f"\n3. training the joining layers: {total} steps of {args.batch_size} "
-          f"({total / steps_per_epoch:.0f} epochs), lr {args.lr}, text layers unlocked: {args.unlock_text}", flush=True)  # fmt: skip
+    print(
+        f"\n3. training the joining layers: {total} steps of {args.batch_size} "
+        f"({total / steps_per_epoch:.0f} epochs), lr {args.lr}, text layers unlocked: {args.unlock_text}",
+        flush=True,
+    )
     curve, train_began = [], time.perf_counter()
     for step in range(total):
         indices = next(batches)
@@ -222,8 +245,11 @@ def main() -> None:
         clamp_logit_scale_(model)
         curve.append(loss.item())
         if step % max(1, total // 10) == 0 or step == total - 1:
-            print(f"  step {step:>5}  loss {loss.item():.3f}  scale {model.logit_scale.exp().item():.1f}  "
-                  f"{time.perf_counter() - train_began:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"  step {step:>5}  loss {loss.item():.3f}  scale {model.logit_scale.exp().item():.1f}  "
+                f"{time.perf_counter() - train_began:.0f} s",
+                flush=True,
+            )
     train_seconds = time.perf_counter() - train_began
     model.eval()
     path = out / "model.safetensors"
@@ -236,13 +262,19 @@ def main() -> None:
         photo_embeddings = F.normalize(model.image_projection(photos), dim=-1)
         dev_texts = [c for r in dev_rows for c in r.captions]
         text_to_image = torch.tensor([i for i, r in enumerate(dev_rows) for _ in r.captions])
-        dev_text_embeddings = torch.cat([model.encode_text(model.tokenizer(dev_texts[s : s + 256]), normalize=True)
-                                         for s in range(0, len(dev_texts), 256)])  # fmt: skip
+        dev_text_embeddings = torch.cat(
+            [
+                model.encode_text(model.tokenizer(dev_texts[s : s + 256]), normalize=True)
+                for s in range(0, len(dev_texts), 256)
+            ]
+        )
     retrieval = retrieval_metrics(dev_image_embeddings, dev_text_embeddings, text_to_image)
     for direction in ("image_to_text", "text_to_image"):
-        ours = [retrieval[f"{direction}_R@{k}"] for k in (1, 5, 10)]
-        print(f"  Flickr8k dev {direction:<14} R@1/5/10 {ours[0]:5.1f} {ours[1]:5.1f} {ours[2]:5.1f}   "
-              f"(Karpathy & Fei-Fei 2015, test: {' '.join(f'{v:5.1f}' for v in KARPATHY_2015[direction])})")  # fmt: skip
+        ours = [100 * retrieval[f"{direction}_R@{k}"] for k in (1, 5, 10)]
+        print(
+            f"  Flickr8k dev {direction:<14} R@1/5/10 {ours[0]:5.1f} {ours[1]:5.1f} {ours[2]:5.1f}   "
+            f"(Karpathy & Fei-Fei 2015, test: {' '.join(f'{v:5.1f}' for v in KARPATHY_2015[direction])})"
+        )
 
     labels = torch.tensor([list(IMAGENETTE).index(label) for _, label in imagenette])
     curated = [get_classnames("imagenet1k")[i] for i in IMAGENETTE.values()]
@@ -250,16 +282,25 @@ def main() -> None:
     for names_kind, names in (("curated", curated), ("labels", list(IMAGENETTE))):
         for templates_kind, templates in (("80", get_templates("imagenet1k")), ("1", ["a photo of a {}."])):
             weights = build_classifier(model, names, templates)
-            accuracy = ((photo_embeddings @ weights).argmax(1) == labels).float().mean().item() * 100
+            accuracy = ((photo_embeddings @ weights).argmax(1) == labels).float().mean().item()
             zero_shot[f"{names_kind}_names_{templates_kind}_templates"] = accuracy
-            print(f"  Imagenette zero-shot, {names_kind} class names, {templates_kind} template(s): {accuracy:.1f}%")
+            print(f"  Imagenette zero-shot, {names_kind} class names, {templates_kind} template(s): {accuracy:.1%}")
 
     results = {
-        "unlock_text_layers": args.unlock_text, "steps": total, "batch_size": args.batch_size, "lr": args.lr,
-        "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - began, "key_map": key_map,
-        "flickr8k_dev": retrieval, "karpathy_2015_flickr8k_test": KARPATHY_2015, "imagenette_zero_shot": zero_shot,
-        "loss_curve": curve[:: max(1, len(curve) // 200)], "checkpoint": str(path), "machine": machine(),
-    }  # fmt: skip
+        "unlock_text_layers": args.unlock_text,
+        "steps": total,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - began,
+        "key_map": key_map,
+        "flickr8k_dev": retrieval,
+        "karpathy_2015_flickr8k_test": KARPATHY_2015,
+        "imagenette_zero_shot": zero_shot,
+        "loss_curve": curve[:: max(1, len(curve) // 200)],
+        "checkpoint": str(path),
+        "machine": machine(),
+    }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(
         f"\nwall time {results['wall_seconds'] / 60:.1f} min (training {train_seconds / 60:.1f}); {out / 'results.json'}"

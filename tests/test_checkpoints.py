@@ -14,7 +14,7 @@ from open_clip.model import resize_pos_embed
 from safetensors.torch import save_file
 
 import cliplab
-from cliplab.checkpoints import files as checkpoint_files
+from cliplab import files as cliplab_files
 from cliplab.models import resize_positional_embedding
 
 from .conftest import CAPTIONS
@@ -283,7 +283,7 @@ def test_failed_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
             f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint_files, "save_file", write_half_then_die)
+    monkeypatch.setattr(cliplab_files, "save_file", write_half_then_die)
     with pytest.raises(OSError, match="disk full"):
         cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@64px"), path)
     assert path.read_bytes() == before

@@ -23,20 +23,20 @@ def test_hand_checked_report():
     )
     labels = torch.tensor([0, 0, 1, 2, 2, 2])
     report = classification_report(scores, labels, classes)
-    assert report.top1 == pytest.approx(100 * 4 / 6)
-    assert report.top5 == 100.0  # three classes: every truth is among the top five
+    assert report.top1 == pytest.approx(4 / 6)
+    assert report.top5 == 1.0  # three classes: every truth is among the top five
     # recall per class: a 1/2, b 1/1, c 2/3 -> mean (0.5 + 1 + 0.6667) / 3
-    assert report.mean_per_class_recall == pytest.approx(100 * (0.5 + 1 + 2 / 3) / 3)
+    assert report.mean_per_class_recall == pytest.approx((0.5 + 1 + 2 / 3) / 3)
     assert report.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
-    assert report.chance == pytest.approx(100 / 3)
-    assert report.per_class_recall() == pytest.approx({"a": 50.0, "b": 100.0, "c": 100 * 2 / 3})
+    assert report.chance == pytest.approx(1 / 3)
+    assert report.per_class_recall() == pytest.approx({"a": 0.5, "b": 1.0, "c": 2 / 3})
     assert report.to_dict()["confusion"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
 
 
 def test_top5_counts_the_truth_anywhere_in_the_first_five_and_skips_absent_classes_in_recall():
     scores = torch.arange(7, dtype=torch.float).flip(0).repeat(2, 1)  # every row ranks class 0 first, 6 last
     report = classification_report(scores, torch.tensor([4, 5]), [str(i) for i in range(7)])
-    assert report.top1 == 0.0 and report.top5 == 50.0  # class 4 is 5th (in), class 5 is 6th (out)
+    assert report.top1 == 0.0 and report.top5 == 0.5  # class 4 is 5th (in), class 5 is 6th (out)
     assert report.mean_per_class_recall == 0.0 and set(report.per_class_recall()) == {"4", "5"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 import transformers
 
@@ -110,3 +111,30 @@ def test_classify_prints_probabilities_and_skips_unreadable_images(tmp_path, cap
         == 1
     )
     assert main(argv + ["--labels", "a,b", "--template", "a photo"]) == 2
+
+
+def test_a_bug_keeps_its_traceback_and_a_users_mistake_is_one_line(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), tmp_path / "m.safetensors")
+    # an internal error (a function of cliplab's raising KeyError) is not dressed up as a user error
+    code = (
+        "import sys\n"
+        "import cliplab.cli.info as info\n"
+        "def broken(path):\n"
+        "    raise KeyError('an internal bug')\n"
+        "info.read_checkpoint = broken\n"
+        "from cliplab.cli import main\n"
+        "sys.exit(main(['info', sys.argv[1]]))\n"
+    )
+    bug = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.safetensors")], capture_output=True, text=True)
+    assert bug.returncode == 1
+    assert "Traceback" in bug.stderr and "KeyError: 'an internal bug'" in bug.stderr
+    monkeypatch.setattr("cliplab.cli.info.read_checkpoint", lambda path: {}["missing"])
+    with pytest.raises(KeyError):  # in process too: main lets it through
+        main(["info", str(tmp_path / "m.safetensors")])
+    # a user's mistake: one line naming the problem, status 2
+    mistake = subprocess.run(
+        [sys.executable, "-m", "cliplab", "info", str(tmp_path / "nothere.safetensors")], capture_output=True, text=True
+    )
+    assert mistake.returncode == 2 and "Traceback" not in mistake.stderr
+    assert mistake.stderr.count("\n") == 1 and "cliplab info: error: no checkpoint at" in mistake.stderr

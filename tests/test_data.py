@@ -1,4 +1,4 @@
-"""Caption tables and the training dataset: every kind of bad sample is skipped and counted."""
+"""Sources of every form, caption tables and the training dataset: every kind of bad sample is skipped and counted."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import json
 import struct
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from cliplab.data import BadSample, CaptionDataset, collate, decode_image, read_caption_table
+from cliplab.data import BadSample, CaptionDataset, collate, decode_image, open_source
+from cliplab.errors import SourceError
 from cliplab.tokenizer import BPETokenize
 from cliplab.transforms import image_transform
 
@@ -92,7 +94,7 @@ EXPECTED_SKIPS = Counter(
 
 
 def test_every_bad_sample_is_skipped_counted_and_named(messy_table):
-    entries = read_caption_table(messy_table)  # finds the images/ subfolder by itself
+    entries = open_source(messy_table).items  # finds the images/ subfolder by itself
     assert len(entries) == 17
     dataset = CaptionDataset(entries, image_transform(32), tokenizer=BPETokenize(16))
     loader = DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate)
@@ -109,7 +111,7 @@ def test_caption_draws_are_deterministic_per_epoch(tmp_path):
     (tmp_path / "a.png").write_bytes(png_bytes(20, 20))
     rows = [{"image": "a.png", "caption": f"caption {i}"} for i in range(5)]
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    entries = read_caption_table(tmp_path / "t.jsonl")
+    entries = open_source(tmp_path / "t.jsonl").items
     assert len(entries) == 1 and len(entries[0].captions) == 5
     dataset = CaptionDataset(entries, image_transform(16), seed=3)
 
@@ -139,19 +141,20 @@ def test_table_formats_and_split(tmp_path):
     )
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
     for name in ("t.csv", "t.parquet"):
-        entries = read_caption_table(tmp_path / name)
-        assert [(e.path.name, e.captions) for e in entries] == [("x.jpg", ("one", "two")), ("y.jpg", ("three",))]
-        assert [e.path.name for e in read_caption_table(tmp_path / name, split="dev")] == ["y.jpg"]
-    with pytest.raises(ValueError, match="needs columns 'image' and 'text'"):
-        read_caption_table(tmp_path / "t.csv", caption_column="text")
-    with pytest.raises(ValueError, match="unknown table format"):
-        read_caption_table(tmp_path / "t.xlsx")
+        entries = open_source(tmp_path / name).items
+        assert [(Path(e.path).name, e.captions) for e in entries] == [("x.jpg", ("one", "two")), ("y.jpg", ("three",))]
+        assert [Path(e.path).name for e in open_source(tmp_path / name, split="dev").items] == ["y.jpg"]
+    with pytest.raises(SourceError, match="needs columns 'image' and 'text'"):
+        open_source(tmp_path / "t.csv", caption_column="text")
+    (tmp_path / "t.xlsx").write_bytes(b"PK")
+    with pytest.raises(SourceError, match="not an image folder, a table"):
+        open_source(tmp_path / "t.xlsx")
 
 
 def test_all_bad_data_stops_with_a_clear_message(tmp_path):
     (tmp_path / "t.tsv").write_text("image\tcaption\n" + "".join(f"nope{i}.jpg\tcap\n" for i in range(5)))
-    dataset = CaptionDataset(read_caption_table(tmp_path / "t.tsv"), image_transform(16))
-    with pytest.raises(RuntimeError, match="5 bad samples in a row.*data path"):
+    dataset = CaptionDataset(open_source(tmp_path / "t.tsv").items, image_transform(16))
+    with pytest.raises(SourceError, match="5 bad samples in a row.*data path"):
         dataset[0]
 
 

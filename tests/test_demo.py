@@ -31,11 +31,14 @@ def test_a_short_demo_writes_results_plots_and_a_checkpoint(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     heldout = results["zero_shot_heldout"]
     assert results["kind"] == "cliplab-demo" and results["steps"] == 3 and results["seed"] == 1
-    assert len(heldout["classes"]) == 12 and heldout["chance"] == pytest.approx(100 / 12)
-    assert 0 <= heldout["top1"] <= 100 and heldout["count"] == 600 and len(heldout["confusion"]) == 12
+    assert len(heldout["classes"]) == 12 and heldout["chance"] == pytest.approx(1 / 12)
+    confusion = heldout["confusion"]  # rows: true class, columns: predicted; top-1 is its diagonal's share
+    assert heldout["count"] == 600 == sum(map(sum, confusion)) and len(confusion) == 12
+    assert heldout["top1"] == pytest.approx(sum(confusion[i][i] for i in range(12)) / 600)
+    assert f"top-1 {heldout['top1']:.1%}" in printed  # fractions in the file, percent on screen
     assert results["zero_shot_heldout_among_all_classes"]["classes"] == 15 * 6
     assert {"text_to_image_R@1", "image_to_text_R@10", "scenes"} <= set(results["retrieval"])
-    assert results["left_right"]["chance"] == 50.0 and results["wall_seconds"] > 0
+    assert results["left_right"]["chance"] == 0.5 and results["wall_seconds"] > 0
     for name in ("learning_curve", "confusion_matrix", "examples"):
         assert (out / "plots").is_dir() and results["plots"][name].endswith(".png")
     model = cliplab.load_model(results["checkpoint"])

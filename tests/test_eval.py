@@ -14,10 +14,10 @@ from PIL import Image
 
 import cliplab
 from cliplab.cli import main
-from cliplab.data.shard_index import index_shards
-from cliplab.evaluate import classification_report, retrieval_metrics
-from cliplab.evaluate.datasets import open_labelled_images, read_idx
-from cliplab.evaluate.features import image_features
+from cliplab.data import open_source
+from cliplab.data.arrays import read_idx
+from cliplab.errors import SourceError
+from cliplab.evaluate import FeatureOptions, classification_report, image_features, retrieval_metrics
 from cliplab.zeroshot import build_classifier
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
@@ -42,7 +42,7 @@ def _expected_top1(checkpoint, images: list[Image.Image], labels: list[int], cla
     with torch.no_grad():
         features = model.encode_image(torch.stack([preprocess(i) for i in images]), normalize=True)
     weights = build_classifier(model, classes, templates)
-    return classification_report(features @ weights, torch.tensor(labels), classes).top1 / 100
+    return classification_report(features @ weights, torch.tensor(labels), classes).top1
 
 
 def _run_eval(argv, tmp_path) -> dict:
@@ -62,7 +62,15 @@ def test_class_folders_with_a_corrupt_file(tmp_path, checkpoint, monkeypatch, ca
             images.append(image)
             labels.append(label)
     (tmp_path / "set" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
-    argv = [str(tmp_path / "set"), "--checkpoint", str(checkpoint), "--template", "a photo of a {}.", "--template", "a {} thing"]  # fmt: skip
+    argv = [
+        str(tmp_path / "set"),
+        "--checkpoint",
+        str(checkpoint),
+        "--template",
+        "a photo of a {}.",
+        "--template",
+        "a {} thing",
+    ]
     result = _run_eval(argv, tmp_path)
     assert result["task"] == "zeroshot_classification" and result["dataset"] == "set"
     assert result["classes"] == ["blue", "green", "red"] and result["images"] == 9
@@ -90,7 +98,14 @@ def test_label_table_and_class_names(tmp_path, checkpoint):
         writer = csv.DictWriter(f, ["image", "label"])
         writer.writeheader()
         writer.writerows(rows)
-    argv = [str(tmp_path / "labels.csv"), "--checkpoint", str(checkpoint), "--classnames", "red thing,blue thing", "--no-cache"]  # fmt: skip
+    argv = [
+        str(tmp_path / "labels.csv"),
+        "--checkpoint",
+        str(checkpoint),
+        "--classnames",
+        "red thing,blue thing",
+        "--no-cache",
+    ]
     result = _run_eval(argv, tmp_path)
     assert result["classes"] == ["red thing", "blue thing"] and result["images"] == 6
     expected = _expected_top1(checkpoint, images, labels, ["red thing", "blue thing"], ["a photo of a {}."])
@@ -109,16 +124,19 @@ def test_idx_files_as_fashion_mnist_ships_them(tmp_path, checkpoint):
     _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
     assert np.array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), images)
-    data = open_labelled_images(tmp_path, split="test", classes=["T-shirt", "trouser", "pullover"])
-    assert len(data) == 7 and data.labels == labels.tolist()
-    assert np.array_equal(np.asarray(data.load(3))[..., 0], images[3])  # grey copied into RGB
-    result = _run_eval([str(tmp_path), "--checkpoint", str(checkpoint), "--classnames", "T-shirt,trouser,pullover", "--no-cache"], tmp_path)  # fmt: skip
+    data = open_source(tmp_path, split="test", classes=["T-shirt", "trouser", "pullover"])
+    assert len(data.items) == 7 and [item.label for item in data.items] == labels.tolist()
+    assert np.array_equal(np.asarray(data.items[3].open_image())[..., 0], images[3])  # grey copied into RGB
+    result = _run_eval(
+        [str(tmp_path), "--checkpoint", str(checkpoint), "--classnames", "T-shirt,trouser,pullover", "--no-cache"],
+        tmp_path,
+    )
     assert result["images"] == 7 and result["dataset"] == f"{tmp_path.name}-test"
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x03")
     (tmp_path / "bad" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
-    with pytest.raises(ValueError, match="not an IDX file"):
-        open_labelled_images(tmp_path / "bad")
+    with pytest.raises(SourceError, match="not an IDX file"):
+        open_source(tmp_path / "bad")
 
 
 def test_retrieval_on_a_caption_table_equals_the_direct_computation(tmp_path, checkpoint):
@@ -138,29 +156,30 @@ def test_retrieval_on_a_caption_table_equals_the_direct_computation(tmp_path, ch
         image_features_ = model.encode_image(torch.stack([preprocess(i) for i in images]), normalize=True)
         text_features = model.encode_text(cliplab.tokenize(captions), normalize=True)
     expected = retrieval_metrics(image_features_, text_features, torch.tensor(owner))
-    assert result["metrics"]["image_retrieval_recall@1"] == pytest.approx(expected["text_to_image_R@1"] / 100)
-    assert result["metrics"]["text_retrieval_recall@1"] == pytest.approx(expected["image_to_text_R@1"] / 100)
+    assert result["metrics"]["image_retrieval_recall@1"] == pytest.approx(expected["text_to_image_R@1"])
+    assert result["metrics"]["text_retrieval_recall@1"] == pytest.approx(expected["image_to_text_R@1"])
     assert result["metrics"]["images"] == 3 and result["metrics"]["captions"] == 6
     assert list((tmp_path / "results").glob("*retrieval_examples.png"))
 
 
 def test_the_cache_key_follows_the_weights(tmp_path):
     torch.manual_seed(0)
-    data = open_labelled_images("synthetic:heldout")
-    data = data.subset(range(8))
+    data = open_source("synthetic:heldout").subset(range(8))
     a, b = cliplab.create_model("tiny-RN@32px").eval(), cliplab.create_model("tiny-RN@32px").eval()
-    first = image_features(a, data, workers=0, cache_dir=tmp_path, progress=False)
+    options = FeatureOptions(workers=0, cache_dir=tmp_path, progress=False)
+    first = image_features(a, data, options)
     assert not first.from_cache
-    assert image_features(a, data, workers=0, cache_dir=tmp_path, progress=False).from_cache
-    other = image_features(b, data, workers=0, cache_dir=tmp_path, progress=False)
+    assert image_features(a, data, options).from_cache
+    other = image_features(b, data, options)
     assert not other.from_cache and not torch.equal(other.features, first.features)
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
 def test_sklearn_digits():
-    data = open_labelled_images("sklearn:digits")
-    assert len(data) == 1797 and data.classes == [str(d) for d in range(10)] and data.labels[:3] == [0, 1, 2]
-    image = np.asarray(data.load(0))
+    data = open_source("sklearn:digits")
+    assert len(data.items) == 1797 and data.classes == [str(d) for d in range(10)]
+    assert [item.label for item in data.items[:3]] == [0, 1, 2]
+    image = np.asarray(data.items[0].open_image())
     assert image.shape == (8, 8, 3) and image.max() > 200 and image.min() == 0  # ink on paper, 0..255
 
 
@@ -177,8 +196,7 @@ def test_webdataset_shards_for_retrieval_and_classification(tmp_path, checkpoint
     import io
     import tarfile
 
-    from cliplab.data import read_caption_table
-    from cliplab.data.shards import write_shards
+    from cliplab.data import write_shards
 
     # retrieval: shards written from a caption table give the table's own figures
     rows = []
@@ -186,9 +204,7 @@ def test_webdataset_shards_for_retrieval_and_classification(tmp_path, checkpoint
         _image(colour, k).save(tmp_path / f"{name}.png")
         rows += [f"{name}.png\ta {name} square", f"{name}.png\tsomething {name}"]
     (tmp_path / "captions.tsv").write_text("image\tcaption\n" + "\n".join(rows) + "\n")
-    write_shards(
-        read_caption_table(tmp_path / "captions.tsv"), tmp_path / "shards", samples_per_shard=2, progress=False
-    )
+    write_shards(open_source(tmp_path / "captions.tsv").items, tmp_path / "shards", samples_per_shard=2, progress=False)
     table = _run_eval([str(tmp_path / "captions.tsv"), "--checkpoint", str(checkpoint), "--no-cache"], tmp_path / "a")
     shards = _run_eval([str(tmp_path / "shards"), "--checkpoint", str(checkpoint), "--no-cache"], tmp_path / "b")
     assert shards["task"] == "zeroshot_retrieval" and shards["metrics"] == table["metrics"]
@@ -208,16 +224,21 @@ def test_webdataset_shards_for_retrieval_and_classification(tmp_path, checkpoint
             _add(tar, f"s{k}.cls", str(k % 3).encode())
             images.append(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
             labels.append(k % 3)
-    data = open_labelled_images(tmp_path / "labelled", classes=list(COLOURS))
-    assert len(data) == 6 and data.labels == labels
-    result = _run_eval([str(tmp_path / "labelled"), "--checkpoint", str(checkpoint), "--classnames", ",".join(COLOURS), "--no-cache"], tmp_path / "c")  # fmt: skip
+    data = open_source(tmp_path / "labelled", classes=list(COLOURS))
+    assert len(data.items) == 6 and [item.label for item in data.items] == labels
+    result = _run_eval(
+        [str(tmp_path / "labelled"), "--checkpoint", str(checkpoint), "--classnames", ",".join(COLOURS), "--no-cache"],
+        tmp_path / "c",
+    )
     assert result["task"] == "zeroshot_classification" and result["images"] == 6
-    assert result["metrics"]["acc1"] == pytest.approx(_expected_top1(checkpoint, images, labels, list(COLOURS), ["a photo of a {}."]))  # fmt: skip
+    assert result["metrics"]["acc1"] == pytest.approx(
+        _expected_top1(checkpoint, images, labels, list(COLOURS), ["a photo of a {}."])
+    )
     with tarfile.open(tmp_path / "labelled" / "00000.tar") as tar:
         second_image = tar.getmember("s1.png").offset_data
     whole = (tmp_path / "labelled" / "00000.tar").read_bytes()
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "00000.tar").write_bytes(whole[: second_image + 100])  # into the second image's bytes
-    assert "cut off" in index_shards(tmp_path / "cut").problems[0][1]
-    cut = open_labelled_images(tmp_path / "cut", classes=list(COLOURS))
-    assert len(cut) == 1 and np.array_equal(np.asarray(cut.load(0)), np.asarray(images[0]))
+    cut = open_source(tmp_path / "cut", classes=list(COLOURS))
+    assert "cut off" in cut.problems[0][1]
+    assert len(cut.items) == 1 and np.array_equal(np.asarray(cut.items[0].open_image()), np.asarray(images[0]))

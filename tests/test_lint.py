@@ -1,4 +1,5 @@
-"""The code base passes ruff (configured in pyproject.toml), so style is checked by the test command."""
+"""The code base passes ruff's checks and is in ruff's format (configured in pyproject.toml), so style
+is checked by the test command."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PATHS = ["src", "tests", "benchmarks", "tools"]
+
+
 def test_ruff_is_clean():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", *PATHS], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_is_in_ruffs_format():
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "ruff", "format", "--check", *PATHS], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

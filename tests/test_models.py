@@ -112,6 +112,27 @@ def test_logits_use_a_capped_temperature():
     assert logits.abs().max() <= 100.0 + 1e-4
 
 
+def test_a_learned_logit_bias_is_saved_loaded_and_scores_with_a_sigmoid(tmp_path):
+    from cliplab.zeroshot import build_classifier, classify
+
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@32px").eval()
+    assert isinstance(model, cliplab.Model) and model.logit_bias is None and "logit_bias" not in model.state_dict()
+    images, texts = torch.randn(3, 3, 32, 32), cliplab.tokenize(["a cat", "a dog"])
+    plain, _ = model(images, texts)
+    cliplab.models.add_logit_bias(model, -4.0)
+    assert model.config.logit_bias and model.state_dict()["logit_bias"].item() == -4.0
+    biased, _ = model(images, texts)
+    torch.testing.assert_close(biased, plain - 4.0)
+    cliplab.save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded = cliplab.load_model(tmp_path / "m.safetensors")
+    assert loaded.logit_bias.item() == -4.0 and torch.equal(loaded(images, texts)[0], biased)
+    weights = build_classifier(loaded, ["cat", "dog"])  # zero-shot: each label's own sigmoid, as SigLIP scores
+    features = loaded.encode_image(images, normalize=True)
+    expected = (loaded.logit_scale.exp() * features @ weights - 4.0).sigmoid()
+    torch.testing.assert_close(classify(loaded, images, weights), expected)
+
+
 def test_names_spellings_and_overrides():
     assert cliplab.available_models()[:9] == [
         "RN50",

@@ -29,8 +29,8 @@ def test_ranks_with_several_captions_per_image():
     assert image_ranks.tolist() == [1, 1, 1]
     assert text_ranks.tolist() == [1, 3, 1, 1, 1]  # caption 1 finds image 2, then 1, then its own image 0
     metrics = retrieval_metrics(images, texts, owners, ks=(1, 5))
-    assert metrics["image_to_text_R@1"] == 100.0
-    assert metrics["text_to_image_R@1"] == 80.0 and metrics["text_to_image_R@5"] == 100.0
+    assert metrics["image_to_text_R@1"] == 1.0
+    assert metrics["text_to_image_R@1"] == 0.8 and metrics["text_to_image_R@5"] == 1.0
 
 
 def test_ties_count_against_the_query_and_chunks_do_not_matter():
@@ -64,5 +64,5 @@ def test_equal_to_a_brute_force_reference_with_one_to_five_captions_per_image():
     assert image_ranks.tolist() == expected_image and text_ranks.tolist() == expected_text
     metrics = retrieval_metrics(images, texts, owners)
     for k in (1, 5, 10):
-        assert metrics[f"image_to_text_R@{k}"] == 100 * sum(r <= k for r in expected_image) / 40
-        assert metrics[f"text_to_image_R@{k}"] == 100 * sum(r <= k for r in expected_text) / len(owners)
+        assert metrics[f"image_to_text_R@{k}"] == sum(r <= k for r in expected_image) / 40
+        assert metrics[f"text_to_image_R@{k}"] == sum(r <= k for r in expected_text) / len(owners)

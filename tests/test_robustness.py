@@ -11,12 +11,17 @@ from PIL import Image
 
 import cliplab
 from cliplab.cli import main
-from cliplab.evaluate.datasets import open_labelled_images
-from cliplab.evaluate.features import image_features
-from cliplab.evaluate.linear_probe import linear_probe
-from cliplab.evaluate.robustness import robustness
-from cliplab.evaluate.shifts import SHIFTS, shifted
-from cliplab.evaluate.zeroshot_classification import zero_shot_classification
+from cliplab.data import open_source
+from cliplab.evaluate import (
+    SHIFTS,
+    FeatureOptions,
+    fit_linear_probe,
+    image_features,
+    robustness,
+    score_shifts,
+    shifted,
+    zero_shot_classification,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +49,63 @@ def test_each_shift_keeps_size_and_changes_what_it_should(photo):
 def test_no_shift_means_no_drop_and_the_clean_score_is_zero_shots(tmp_path):
     torch.manual_seed(0)
     model = cliplab.create_model("tiny-RN@32px").eval()
-    data = open_labelled_images("synthetic:heldout").subset(range(96))
-    options = dict(workers=0, cache_dir=tmp_path, progress=False)
-    features = image_features(model, data, **options)
-    probe = linear_probe(features.features, features.labels, features.features, features.labels, data.classes, cs=[1.0])
-    result = robustness(model, data, {"same": data, "grey": shifted(data, "grayscale")}, ["a {}"], probe, **options)
-    same = result.shifts[0]
-    assert same.zero_shot_top1 == result.clean.zero_shot_top1 and same.probe_top1 == result.clean.probe_top1
-    report, _ = zero_shot_classification(model, data, ["a {}"], **options)
-    assert result.clean.zero_shot_top1 == pytest.approx(report.top1)
-    assert result.clean.probe_top1 == pytest.approx(probe.report.top1)
-    assert result.to_dict()["same"]["zero_shot_drop"] == 0 and result.shifts[1].images == 96
+    data = open_source("synthetic:heldout").subset(range(96))
+    options = FeatureOptions(workers=0, cache_dir=tmp_path, progress=False)
+    features = image_features(model, data, options)
+    fit = fit_linear_probe(
+        features.features, features.labels, features.features, features.labels, data.classes, cs=[1.0]
+    )
+    sets = {"same": data, "grey": shifted(data, "grayscale")}
+    clean, (same, grey) = score_shifts(model, data, sets, ["a {}"], fit, options)
+    assert same.zero_shot_top1 == clean.zero_shot_top1 and same.probe_top1 == clean.probe_top1
+    report = zero_shot_classification(model, data, ["a {}"], options=options).report
+    assert clean.zero_shot_top1 == pytest.approx(report.top1)
+    assert clean.probe_top1 == pytest.approx(fit.report.top1)
+    assert grey.images == 96
+
+
+def test_robustness_from_python_fits_the_probe_on_half_and_scores_each_shift(tmp_path):
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-RN@32px").eval()
+    data = open_source("synthetic:heldout").subset(range(96))
+    options = FeatureOptions(workers=0, cache_dir=tmp_path, progress=False)
+    result = robustness(model, data, ["blur", data], ["a {}"], options=options)
+    test = result.probe.test_source  # the held-out half the probe never saw
+    assert len(test.items) + len(result.probe.train.kept) == 96 and len(test.items) == result.probe.report.count
+    assert [s.name for s in result.shifts] == ["blur", data.name]
+    zero_shot = zero_shot_classification(model, test, ["a {}"], options=options).report.top1
+    assert result.clean.zero_shot_top1 == pytest.approx(zero_shot)
+    assert result.clean.probe_top1 == pytest.approx(result.probe.report.top1)
+    table = result.table()
+    assert table["clean"]["zero_shot_drop"] == 0
+    assert table["blur"]["zero_shot_drop"] == pytest.approx(
+        result.clean.zero_shot_top1 - result.shifts[0].zero_shot_top1
+    )
+    written = json.loads(result.write(tmp_path / "out", "tiny").read_text())
+    assert written["metrics"]["blur_linear_probe_acc1"] == result.shifts[0].probe_top1
 
 
 def test_robustness_from_the_command_line(tmp_path):
     torch.manual_seed(0)
     cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), tmp_path / "m.safetensors")
-    argv = ["eval", "synthetic:heldout", "--task", "robustness", "--checkpoint", str(tmp_path / "m.safetensors"), "--shift", "sketch", "--shift", "blur", "--out", str(tmp_path / "out"), "--no-progress", "--no-cache", "--workers", "0"]  # fmt: skip
+    argv = [
+        "eval",
+        "synthetic:heldout",
+        "--task",
+        "robustness",
+        "--checkpoint",
+        str(tmp_path / "m.safetensors"),
+        "--shift",
+        "sketch",
+        "--shift",
+        "blur",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+        "--no-cache",
+        "--workers",
+        "0",
+    ]
     assert main(argv) == 0
     result = json.loads(next((tmp_path / "out").glob("*robustness.json")).read_text())
     assert set(result["shifts"]) == {"clean", "sketch", "blur"}

@@ -13,9 +13,10 @@ from PIL import Image
 
 import cliplab
 from cliplab.cli import main
+from cliplab.data import open_source
 from cliplab.data.synthetic import SyntheticWorld
 from cliplab.errors import ModelMismatch
-from cliplab.search import Collection, Searcher, build_index, embed_collection, index_collection, open_source
+from cliplab.search import Collection, Searcher, build_index, embed_collection, index_collection
 from cliplab.search.searcher import nearest
 
 from .conftest import natural_image
@@ -91,7 +92,13 @@ def test_query_by_text_image_and_folding_near_duplicates(tmp_path, photos, check
         hits = searcher.search(searcher.image_vector(image), k=3)
     assert keys[hits[0].id] == "photo05.jpg" and hits[0].score > 0.999
 
-    threshold = float(searcher.collection.image_vectors[keys.index("photo05_copy.png")] @ searcher.collection.image_vectors[keys.index("photo05.jpg")]) - 1e-3  # fmt: skip
+    threshold = (
+        float(
+            searcher.collection.image_vectors[keys.index("photo05_copy.png")]
+            @ searcher.collection.image_vectors[keys.index("photo05.jpg")]
+        )
+        - 1e-3
+    )
     with Image.open(photos / "photo05.jpg") as image:
         folded = searcher.search(searcher.image_vector(image), k=3, fold_duplicates=True, threshold=threshold)
     assert keys[folded[0].id] == "photo05.jpg" and keys.index("photo05_copy.png") in folded[0].duplicates
@@ -128,8 +135,11 @@ def test_an_interrupted_embed_resumes_to_the_same_files(tmp_path, photos, checkp
     assert report.resumed_shards == 2 and report.embedded_now == 38 - 16
 
     def files(folder: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.name != "runs.jsonl" and not p.name.endswith(".tmp")}  # fmt: skip
+        return {
+            str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "runs.jsonl" and not p.name.endswith(".tmp")
+        }
 
     whole, resumed = files(tmp_path / "whole"), files(tmp_path / "resumed")
     assert whole.keys() == resumed.keys() and len(whole) > 10
@@ -200,8 +210,22 @@ def test_approximate_indexes_find_most_true_neighbours_and_reranking_the_rest(tm
 
 
 def test_the_command_line_embed_index_search(tmp_path, photos, checkpoint, capsys):
-    assert main(["embed", str(photos), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "emb"),
-                 "--no-progress", "--workers", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "embed",
+                str(photos),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "emb"),
+                "--no-progress",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "37 images embedded" in capsys.readouterr().out
     assert main(["index", str(tmp_path / "emb")]) == 0
     assert "flat index over 37" in capsys.readouterr().out

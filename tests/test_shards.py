@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from cliplab.cli import main
+from cliplab.data import open_source
 from cliplab.data.shards import list_shards, read_shard, sample_captions, sample_image_bytes, shard_sizes
-from cliplab.data.table import read_caption_table
+from cliplab.errors import SourceError
 
 from .conftest import write_caption_table
 
@@ -22,10 +24,10 @@ def test_cli_writes_shards_that_read_back_byte_for_byte(tmp_path, capsys):
     assert [s.rsplit("/", 1)[-1] for s in shards] == ["00000.tar", "00001.tar", "00002.tar"]
     assert shard_sizes(shards) == dict(zip(shards, [3, 3, 1]))
     samples = [sample for shard in shards for sample in read_shard(shard)[0]]
-    entries = read_caption_table(table)
+    entries = open_source(table).items
     assert len(samples) == len(entries)
     for (_, files), entry in zip(samples, entries):
-        assert sample_image_bytes(files) == entry.path.read_bytes()
+        assert sample_image_bytes(files) == Path(entry.path).read_bytes()
         assert sample_captions(files) == list(entry.captions)  # every caption, not only the first
         assert files["txt"].decode() == entry.captions[0]
 
@@ -66,7 +68,7 @@ def test_cut_off_shards_keep_their_complete_samples(tmp_path, cut_at):
 
 def test_list_shards_patterns_and_errors(tmp_path):
     assert list_shards(str(tmp_path / "{008..011}.tar")) == [str(tmp_path / f"{i:03d}.tar") for i in range(8, 12)]
-    with pytest.raises(FileNotFoundError, match="no .tar shards"):
+    with pytest.raises(SourceError, match="no .tar shards"):
         list_shards(tmp_path)
-    with pytest.raises(ValueError, match="numeric ranges"):
+    with pytest.raises(SourceError, match="numeric ranges"):
         list_shards(str(tmp_path / "{a..b}.tar"))

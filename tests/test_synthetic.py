@@ -12,16 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import cliplab
-from cliplab.data.synthetic import (
-    COLOURS,
-    JITTER,
-    SHAPES,
-    Scene,
-    SyntheticCaptions,
-    SyntheticWorld,
-    Thing,
-    heldout_classification,
-)
+from cliplab.data import CaptionDataset, open_source
+from cliplab.data.synthetic import COLOURS, JITTER, SHAPES, Scene, SyntheticWorld, Thing
 from cliplab.tokenizer import BPETokenize
 from cliplab.train import TrainConfig, train
 from cliplab.transforms import image_transform
@@ -36,7 +28,9 @@ def test_the_same_seed_gives_the_same_scenes_images_and_captions():
         assert np.array_equal(np.asarray(world.render(a, 48)), np.asarray(world.render(b, 48)))
         assert world.caption(a, random.Random(index)) == world.caption(b, random.Random(index))
     assert [world.scene(i, seed=3) for i in range(20)] != [world.scene(i, seed=4) for i in range(20)]
-    dataset = SyntheticCaptions(8, image_transform(32), tokenizer=BPETokenize(32), seed=1, image_size=32)
+    scenes = open_source("synthetic", count=8, seed=1, image_size=32)
+    assert len(scenes.items) == 8 and scenes.items[5].scene == world.scene(5, seed=1) and not scenes.allows_crops
+    dataset = CaptionDataset(scenes.items, image_transform(32), tokenizer=BPETokenize(32), seed=1)
     assert torch.equal(dataset[5].image, dataset[5].image) and torch.equal(dataset[5].text, dataset[5].text)
 
 
@@ -58,14 +52,15 @@ def test_held_out_pairs_never_appear_in_training_scenes_or_captions():
         caption = world.caption(scene, random.Random(index))
         assert not any(f"{c} {s}" in caption for c, s in held), caption
     assert seen_colours == set(COLOURS) and seen_shapes == set(SHAPES)
-    _, labels, names = heldout_classification(world, 60, image_size=32)
-    assert set(names) == {f"{c} {s}" for c, s in world.held_out} and labels.unique().numel() == len(names)
+    heldout = open_source("synthetic:heldout", count=60, seed=0, image_size=32)
+    names, labels = heldout.classes, {item.label for item in heldout.items}
+    assert set(names) == {f"{c} {s}" for c, s in world.held_out} and len(labels) == len(names)
 
 
 def test_the_rendered_thing_has_its_colour():
-    world = SyntheticWorld()
-    images, labels, names = heldout_classification(world, 12, image_size=64)
-    for image, label in zip(images, labels):
+    heldout = open_source("synthetic:heldout", count=12, seed=0, image_size=64)
+    names = heldout.classes
+    for image, label in ((item.open_image(), item.label) for item in heldout.items):
         colour = np.array(COLOURS[names[label].split()[0]], dtype=float)
         pixels = np.asarray(image, dtype=float).reshape(-1, 3)
         # Things vary in brightness (clipped at 255): compare with the best such scaling of the named colour
@@ -124,10 +119,19 @@ def test_a_short_run_on_the_synthetic_world_drives_the_loss_well_below_chance(tm
     batch = 64
     train(
         TrainConfig(
-            data="synthetic", samples_per_epoch=batch * 64, batch_size=batch, lr=1e-3, warmup_steps=20, workers=0,
-            out=str(tmp_path / "run"), progress=False, tensorboard=False, plots=False, log_every=8,
+            data="synthetic",
+            samples_per_epoch=batch * 64,
+            batch_size=batch,
+            lr=1e-3,
+            warmup_steps=20,
+            workers=0,
+            out=str(tmp_path / "run"),
+            progress=False,
+            tensorboard=False,
+            plots=False,
+            log_every=8,
         )
-    )  # fmt: skip
+    )
     import json
 
     losses = [json.loads(line)["train/loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

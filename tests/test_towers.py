@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 import cliplab
+from cliplab.data import open_source
 from cliplab.models import build_model
-from cliplab.search import Collection, Searcher, embed_collection, open_source
+from cliplab.search import Collection, Searcher, embed_collection
 from cliplab.towers import HFTokenize, load_backbone_weights, lukemelas_to_timm, resolve_path, towers_model
 from cliplab.train import TrainConfig, train
 from cliplab.train.initial import initial_model
@@ -36,9 +37,13 @@ def text_folder(tmp_path_factory) -> Path:
     tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
         max_position_embeddings=128,
-    )  # fmt: skip
+    )
     transformers.BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -68,8 +73,14 @@ def _to_lukemelas(timm_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     stage_depths = (1, 2, 2, 3, 3, 4, 1)
     flat = {(s, j): i for i, (s, j) in enumerate((s, j) for s, d in enumerate(stage_depths) for j in range(d))}
     first_stage = {"conv_dw": "_depthwise_conv", "bn1": "_bn1", "conv_pw": "_project_conv", "bn2": "_bn2"}
-    later = {"conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
-             "conv_pwl": "_project_conv", "bn3": "_bn2"}  # fmt: skip
+    later = {
+        "conv_pw": "_expand_conv",
+        "bn1": "_bn0",
+        "conv_dw": "_depthwise_conv",
+        "bn2": "_bn1",
+        "conv_pwl": "_project_conv",
+        "bn3": "_bn2",
+    }
     top = {"conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head", "bn2": "_bn1", "classifier": "_fc"}
     out = {}
     for key, tensor in timm_state.items():
@@ -83,7 +94,7 @@ def _to_lukemelas(timm_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 @pytest.fixture(scope="module")
-def lit(text_folder, image_weights) -> cliplab.models.TowersCLIP:
+def lit(text_folder, image_weights) -> cliplab.towers.TowersCLIP:
     torch.manual_seed(0)
     return towers_model("timm:efficientnet_lite0", text_folder, image_weights, embed_dim=16, image_size=64)
 
@@ -140,6 +151,7 @@ def test_towers_checkpoint_round_trip_gives_identical_outputs(lit, tmp_path):
 
 
 def test_a_towers_model_works_with_zero_shot_embedding_and_search(lit, tmp_path):
+    assert isinstance(lit, cliplab.Model) and lit.embed_dim == 16 and lit.logit_bias is None
     path = tmp_path / "lit.safetensors"
     cliplab.save_checkpoint(lit, path)
     classifier = build_classifier(lit, ["dog", "cat", "square"], ["a photo of a {}.", "a {}."])
@@ -152,9 +164,22 @@ def test_a_towers_model_works_with_zero_shot_embedding_and_search(lit, tmp_path)
 
 
 def lit_config(tmp_path, table, text_folder, image_weights, **values) -> TrainConfig:
-    return TrainConfig(**{**QUIET, "data": str(table), "batch_size": 8, "max_steps": 3, "image_tower": "timm:efficientnet_lite0",
-                          "image_tower_weights": str(image_weights), "text_tower": str(text_folder), "embed_dim": 16,
-                          "image_size": 64, "out": str(tmp_path / "run"), "lr": 1e-2, **values})  # fmt: skip
+    return TrainConfig(
+        **{
+            **QUIET,
+            "data": str(table),
+            "batch_size": 8,
+            "max_steps": 3,
+            "image_tower": "timm:efficientnet_lite0",
+            "image_tower_weights": str(image_weights),
+            "text_tower": str(text_folder),
+            "embed_dim": 16,
+            "image_size": 64,
+            "out": str(tmp_path / "run"),
+            "lr": 1e-2,
+            **values,
+        }
+    )
 
 
 def test_lit_with_both_towers_locked_trains_only_the_joining_layers(tmp_path, text_folder, image_weights):
@@ -189,8 +214,11 @@ def test_lock_tower_leaves_the_last_groups_of_a_clip_tower_trainable():
     frozen = lock_tower(model, "image", unlocked=2)  # the last block and the head (ln_post, proj)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith("visual.")}
     last = len(model.visual.transformer.resblocks) - 1
-    assert trainable == {n for n, _ in model.named_parameters()
-                         if n.startswith((f"visual.transformer.resblocks.{last}.", "visual.ln_post", "visual.proj"))}  # fmt: skip
+    assert trainable == {
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith((f"visual.transformer.resblocks.{last}.", "visual.ln_post", "visual.proj"))
+    }
     assert model.visual.conv1 in frozen and model.visual.transformer.resblocks[last] not in frozen
     with pytest.raises(ValueError, match="groups"):
         lock_tower(model, "text", unlocked=100)
@@ -201,8 +229,15 @@ def test_init_from_at_a_new_image_size_then_resume_equals_one_run(tmp_path):
     torch.manual_seed(0)
     start = tmp_path / "start.safetensors"
     cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), start)
-    values = {**QUIET, "data": str(table), "batch_size": 8, "epochs": 2, "init_from": str(start), "image_size": 64,
-              "checkpoint_every": 3}  # fmt: skip
+    values = {
+        **QUIET,
+        "data": str(table),
+        "batch_size": 8,
+        "epochs": 2,
+        "init_from": str(start),
+        "image_size": 64,
+        "checkpoint_every": 3,
+    }
     config = TrainConfig(**values, out=str(tmp_path / "whole"))
     model = initial_model(config)
     resized = build_model(load_file(str(start)), image_size=64)
@@ -256,8 +291,18 @@ def test_torchvision_image_tower_loads_its_weights_and_locks_by_blocks(tmp_path)
     assert load_backbone_weights(tower.trunk, tmp_path / "resnet18.safetensors") == ["fc.bias", "fc.weight"]
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        pooled = torch.flatten(reference.avgpool(reference.layer4(reference.layer3(reference.layer2(reference.layer1(
-            reference.maxpool(reference.relu(reference.bn1(reference.conv1(images))))))))), 1)  # fmt: skip
+        pooled = torch.flatten(
+            reference.avgpool(
+                reference.layer4(
+                    reference.layer3(
+                        reference.layer2(
+                            reference.layer1(reference.maxpool(reference.relu(reference.bn1(reference.conv1(images)))))
+                        )
+                    )
+                )
+            ),
+            1,
+        )
         torch.testing.assert_close(tower(images), pooled, atol=1e-5, rtol=1e-5)
     groups = tower.groups("visual.")
     assert groups[1] == ["visual.trunk.layer1.0"] and groups[-2] == ["visual.trunk.layer4.1"] and len(groups) == 10

@@ -10,9 +10,9 @@ The names OpenAI's `clip` users know::
 from importlib.metadata import PackageNotFoundError, version
 
 from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
-from .errors import CheckpointError
+from .errors import CheckpointError, CliplabError
 from .loading import convert, load, load_model
-from .models import CLIP, CLIPConfig, available_models, build_model, create_model, get_config
+from .models import CLIP, CLIPConfig, Model, available_models, build_model, create_model, get_config
 from .tokenizer import Tokenizer, tokenize
 from .transforms import image_transform
 
@@ -25,6 +25,8 @@ __all__ = [
     "CLIP",
     "CLIPConfig",
     "CheckpointError",
+    "CliplabError",
+    "Model",
     "Tokenizer",
     "available_models",
     "build_model",

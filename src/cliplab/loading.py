@@ -13,15 +13,16 @@ from pathlib import Path
 import torch
 
 from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
-from .errors import CheckpointError
-from .models import CLIP, CLIPConfig, TowersCLIP, TowersConfig, build_model, build_towers_model, is_towers_config
+from .errors import CheckpointError, ConfigError
+from .files import cache_dir
+from .models import CLIPConfig, Model, build_model
 from .models.config import available_models, display_name
+from .towers import TowersConfig, build_towers_model, is_towers_config
 from .transforms import Transform, model_transform
 
 
 def cache_dirs() -> list[Path]:
-    own = os.environ.get("CLIPLAB_CACHE") or Path.home() / ".cache" / "cliplab"
-    return [Path(own), Path.home() / ".cache" / "clip"]
+    return [cache_dir(), Path.home() / ".cache" / "clip"]
 
 
 def _released_file_names(name: str) -> list[str]:
@@ -37,7 +38,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         return path
     try:
         names = _released_file_names(str(name_or_path))
-    except ValueError:
+    except ConfigError:
         raise CheckpointError(
             f"no checkpoint at {name_or_path}: no such file or folder, and not a model name "
             f"({', '.join(available_models())})"
@@ -58,20 +59,19 @@ def load_model(
     device: str | torch.device = "cpu",
     image_size: int | None = None,
     activation: str = "quick_gelu",
-) -> CLIP | TowersCLIP:
+) -> Model:
     """A model from any checkpoint cliplab reads, in eval mode and float32.
 
     `image_size` runs it at another resolution (positional embedding interpolated).
     `activation` matters only for checkpoints without a configuration (OpenAI, OpenCLIP files):
     their released weights use QuickGELU; OpenCLIP's non-`quickgelu` models need "gelu".
     """
-    path = resolve_checkpoint(name_or_path)
-    contents = read_checkpoint(path)
+    contents = read_checkpoint(resolve_checkpoint(name_or_path))
     if is_towers_config(contents.config):  # towers from other libraries (cliplab.towers)
         model = build_towers_model(contents.state_dict, TowersConfig.from_dict(contents.config), image_size)
-        return model.float().to(device).eval()
-    config = CLIPConfig.from_dict(contents.config) if contents.config else None
-    model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
+    else:
+        config = CLIPConfig.from_dict(contents.config) if contents.config else None
+        model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
     return model.float().to(device).eval()
 
 
@@ -80,7 +80,7 @@ def load(
     device: str | torch.device = "cpu",
     image_size: int | None = None,
     activation: str = "quick_gelu",
-) -> tuple[CLIP | TowersCLIP, Transform]:
+) -> tuple[Model, Transform]:
     """OpenAI's `clip.load`: (model, preprocess) from a checkpoint path or a model name."""
     model = load_model(name_or_path, device=device, image_size=image_size, activation=activation)
     return model, model_transform(model)
@@ -88,11 +88,11 @@ def load(
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "cliplab", image_size: int | None = None) -> Path:
     """Rewrite a checkpoint as cliplab's safetensors file (`to="cliplab"`) or a Hugging Face folder (`to="hf"`)."""
+    if to not in ("cliplab", "hf"):
+        raise ConfigError(f"unknown target format {to!r}; choose 'cliplab' or 'hf'")
     model = load_model(src, image_size=image_size)
     if to == "cliplab":
         save_checkpoint(model, dst)
-    elif to == "hf":
-        save_hf_folder(model, dst)
     else:
-        raise ValueError(f"unknown target format {to!r}; choose 'cliplab' or 'hf'")
+        save_hf_folder(model, dst)
     return Path(dst)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .files import CheckpointContents, atomic_write, read_checkpoint_file, save_checkpoint, save_safetensors
+from .files import CheckpointContents, read_checkpoint_file, save_checkpoint
 from .huggingface import (
     from_hf_config,
     from_hf_state_dict,
@@ -24,7 +24,6 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
 
 __all__ = [
     "CheckpointContents",
-    "atomic_write",
     "from_hf_config",
     "from_hf_state_dict",
     "read_checkpoint",
@@ -32,7 +31,6 @@ __all__ = [
     "read_hf_folder",
     "save_checkpoint",
     "save_hf_folder",
-    "save_safetensors",
     "to_hf_config",
     "to_hf_state_dict",
 ]

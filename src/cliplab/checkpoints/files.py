@@ -2,8 +2,8 @@
 
 Reading recognises a file by its first bytes, never by its name, and never runs code from it:
 safetensors directly, PyTorch archives through `torch.load(weights_only=True)`, TorchScript
-archives through the allowlisted reader in `torchscript.py`. Writing is atomic: a checkpoint is
-written beside its destination and renamed into place, so it is never seen half-written.
+archives through the allowlisted reader in `torchscript.py`. Writing is atomic (`cliplab.files`):
+a checkpoint is written beside its destination and renamed into place, so it is never seen half-written.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
+from ..files import save_safetensors
 from .torchscript import is_torchscript_archive, read_torchscript_state_dict
 
 CONFIG_METADATA_KEY = "cliplab_config"
@@ -43,34 +42,11 @@ class CheckpointContents:
     kind: str  # "cliplab", "safetensors", "torch", "torchscript" or "huggingface"
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_safetensors(
-    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
-) -> None:
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
-
-
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """cliplab's format: one safetensors file, the model configuration as JSON in its metadata."""
     config = getattr(model, "config", None)
     if config is None:
-        raise TypeError("save_checkpoint needs a cliplab model (one with a .config)")
+        raise ConfigError("save_checkpoint needs a cliplab model (one with a .config)")
     metadata = {FORMAT_METADATA_KEY: FORMAT_NAME, CONFIG_METADATA_KEY: json.dumps(config.to_dict())}
     save_safetensors(model.state_dict(), path, metadata)
 

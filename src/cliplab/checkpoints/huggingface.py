@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
+from ..files import save_safetensors, write_json
 from ..models.config import CLIPConfig, TextConfig, VisionConfig
-from .files import CheckpointContents, atomic_write, read_checkpoint_file, save_safetensors
+from .files import CheckpointContents, read_checkpoint_file
 
 HF_LOGIT_SCALE_INIT = 2.6592  # ln(1 / 0.07), as transformers writes it
 _TOWERS = (
@@ -56,7 +57,7 @@ _TRANSPOSED = (("text_projection.weight", "text_projection"), ("visual_projectio
 def to_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """OpenAI layout -> transformers' CLIPModel layout."""
     if "visual.proj" not in state_dict:
-        raise ValueError("only Vision Transformer models have a Hugging Face CLIPModel layout (this one is a ResNet)")
+        raise ConfigError("only Vision Transformer models have a Hugging Face CLIPModel layout (this one is a ResNet)")
     out: dict[str, torch.Tensor] = {}
     for hf_key, key in _TRANSPOSED:
         out[hf_key] = state_dict[key].t().contiguous()
@@ -126,7 +127,7 @@ def _rename(key: str, table: tuple[tuple[str, str], ...], reverse: bool = False)
 def to_hf_config(config: CLIPConfig) -> dict[str, Any]:
     vision, text = config.vision, config.text
     if vision.is_resnet:
-        raise ValueError("only Vision Transformer models have a Hugging Face CLIPModel layout (this one is a ResNet)")
+        raise ConfigError("only Vision Transformer models have a Hugging Face CLIPModel layout (this one is a ResNet)")
     return {
         "architectures": ["CLIPModel"],
         "model_type": "clip",
@@ -209,12 +210,17 @@ def save_hf_folder(model: torch.nn.Module, folder: str | Path) -> Path:
     """Write `config.json` and `model.safetensors` that `transformers.CLIPModel.from_pretrained` loads."""
     folder = Path(folder)
     if getattr(model.config, "architecture", None) == "towers":
-        raise ValueError(
+        raise ConfigError(
             "a CLIP of towers from other libraries has no transformers CLIPModel form; use save_checkpoint"
+        )
+    if getattr(model, "logit_bias", None) is not None:
+        raise ConfigError(
+            "this model has a learned logit bias (it was trained with the sigmoid loss), which transformers' "
+            "CLIPModel has no place for: its scores could not be reproduced there; keep cliplab's format"
         )
     config = to_hf_config(model.config)
     save_safetensors(to_hf_state_dict(model.state_dict()), folder / "model.safetensors", {"format": "pt"})
-    atomic_write(folder / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    write_json(folder / "config.json", config, indent=2)
     return folder
 
 
@@ -237,7 +243,10 @@ def _weight_files(folder: Path) -> list[Path]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = folder / index_name
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+                raise CheckpointError(f"{index} is not a valid shard index ({type(err).__name__}: {err})") from None
             return [folder / shard for shard in shards]
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).is_file():

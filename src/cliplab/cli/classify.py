@@ -47,13 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_list(spec: str, what: str) -> list[str]:
-    if spec.startswith("@"):
-        items = Path(spec[1:]).read_text(encoding="utf-8").splitlines()
-    else:
-        items = spec.split(",")
+    from ..errors import ConfigError
+    from ..files import read_user_text
+
+    items = read_user_text(spec[1:], f"--{what} file").splitlines() if spec.startswith("@") else spec.split(",")
     items = [item.strip() for item in items if item.strip()]
     if not items:
-        raise ValueError(f"no {what} given")
+        raise ConfigError(f"no {what} given")
     return items
 
 

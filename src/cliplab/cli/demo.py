@@ -33,11 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
+    from ..errors import ConfigError
 
     if args.minutes <= 0:
-        raise ValueError("--minutes must be positive")
+        raise ConfigError("--minutes must be positive")
     if args.steps is not None and args.steps < 1:
-        raise ValueError("--steps must be positive")
+        raise ConfigError("--steps must be positive")
     result = run_demo(args.out, args.minutes, args.seed, args.steps, progress=args.progress)
     print(format_results(result))
     return 0
@@ -51,17 +52,25 @@ def format_results(result) -> str:
     scenes = retrieval["scenes"]
 
     def recall(direction: str) -> str:
-        return f"R@1 {retrieval[f'{direction}_R@1']:.1f}%  R@5 {retrieval[f'{direction}_R@5']:.1f}%"
+        return f"R@1 {retrieval[f'{direction}_R@1']:.1%}  R@5 {retrieval[f'{direction}_R@5']:.1%}"
+
+    def zero_shot(report: dict) -> tuple[str, str]:
+        return f"top-1 {report['top1']:.1%}", f"{report['chance']:.1%}"
 
     rows = [
         ("task", "", "result", "chance"),
-        ("zero-shot, held-out colour-shape pairs", f"{len(heldout['classes'])} classes", f"top-1 {heldout['top1']:.1f}%", f"{heldout['chance']:.1f}%"),
-        ("  the same images, among every pair", f"{among['classes']} classes", f"top-1 {among['top1']:.1f}%", f"{among['chance']:.1f}%"),
-        ("zero-shot, pairs seen in training", f"{seen['classes']} classes", f"top-1 {seen['top1']:.1f}%", f"{seen['chance']:.1f}%"),
-        ("retrieval, text -> image", f"{scenes} scenes", recall("text_to_image"), f"R@1 {100 / scenes:.1f}%"),
-        ("retrieval, image -> text", f"{scenes} scenes", recall("image_to_text"), f"R@1 {100 / scenes:.1f}%"),
-        ("left or right? (CLIP's known weakness)", f"{relation['pairs']} scenes", f"{relation['accuracy']:.1f}%", "50.0%"),
-    ]  # fmt: skip
+        ("zero-shot, held-out colour-shape pairs", f"{len(heldout['classes'])} classes", *zero_shot(heldout)),
+        ("  the same images, among every pair", f"{among['classes']} classes", *zero_shot(among)),
+        ("zero-shot, pairs seen in training", f"{seen['classes']} classes", *zero_shot(seen)),
+        ("retrieval, text -> image", f"{scenes} scenes", recall("text_to_image"), f"R@1 {1 / scenes:.1%}"),
+        ("retrieval, image -> text", f"{scenes} scenes", recall("image_to_text"), f"R@1 {1 / scenes:.1%}"),
+        (
+            "left or right? (CLIP's known weakness)",
+            f"{relation['pairs']} scenes",
+            f"{relation['accuracy']:.1%}",
+            "50.0%",
+        ),
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     checkpoint = r["checkpoint"]
     return "\n".join(

@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data import open_source
     from ..loading import load_model
-    from ..search import embed_collection, open_source
+    from ..search import embed_collection
 
     source = open_source(args.source, split=args.split)
     print(
@@ -37,9 +38,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  warning: {what}: {why}")
     model = load_model(args.checkpoint, device=args.device)
     report = embed_collection(
-        source, args.out, model, args.checkpoint, shard_size=args.shard_size, batch_size=args.batch_size,
-        workers=args.workers, split=args.split, progress=not args.no_progress,
-    )  # fmt: skip
+        source,
+        args.out,
+        model,
+        args.checkpoint,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        split=args.split,
+        progress=not args.no_progress,
+    )
     resumed = f"; {report.resumed_shards} shard(s) were already done" if report.resumed_shards else ""
     print(
         f"{report.rows:,} images embedded in {report.shards} shard(s) in {report.out}; "

@@ -17,13 +17,16 @@ Tasks:
 - `overlap`: exact copies (content hashes) and near-duplicates (image embeddings) of DATASET's images
   in `--train` (a labelled set or a caption table), with zero-shot accuracy on the overlapping and
   the clean images.
-Results go to `--out` as CLIP_benchmark-style JSON files; image features are cached on disk.
+Results go to `--out` as CLIP_benchmark-style JSON files; image features are cached on disk. The work
+is `cliplab.evaluate`'s (one function per task); this command parses, calls and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot", "robustness", "overlap")
 
@@ -83,295 +86,205 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _classnames(spec: str | None) -> list[str] | None:
+    from ..errors import ConfigError
+    from ..files import read_user_text
     from ..zeroshot import get_classnames
 
     if spec is None:
         return None
     path = Path(spec).expanduser()
     if path.is_file():
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = [line.strip() for line in read_user_text(path, "--classnames file").splitlines() if line.strip()]
     elif "," in spec:
         names = [name.strip() for name in spec.split(",") if name.strip()]
     else:
         names = get_classnames(spec)
     if not names:
-        raise ValueError(f"--classnames {spec!r} gives no names")
+        raise ConfigError(f"--classnames {spec!r} gives no names")
     return names
 
 
-def _is_shards(dataset: str) -> bool:
-    path = Path(dataset)
-    return "{" in dataset or path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar")))
-
-
-def _labelled_shards(dataset: str) -> bool:
-    from ..data.shard_index import index_shards
-
-    return any("cls" in s.texts for s in index_shards(dataset).samples[:100])
-
-
-def _is_caption_table(dataset: str) -> bool:
-    from ..data.table import read_rows
-
-    path = Path(dataset)
-    if not path.is_file() or path.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".parquet"):
-        return False
-    rows = read_rows(path)
-    return bool(rows) and "caption" in rows[0]
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..data import open_source
+    from ..errors import ConfigError
+    from ..evaluate import SHIFTS, FeatureOptions
     from ..loading import load_model, resolve_checkpoint
     from ..zeroshot import check_templates, get_templates
 
+    classnames = _classnames(args.classnames)
+    source = open_source(args.dataset, split=args.split, classes=classnames)
     task = args.task
-    if task == "auto":
-        captioned = _is_caption_table(args.dataset) or (_is_shards(args.dataset) and not _labelled_shards(args.dataset))
-        task = "zeroshot_retrieval" if captioned else "zeroshot_classification"
+    if task == "auto":  # labels mean classification, captions alone retrieval
+        task = "zeroshot_retrieval" if not source.classes and source.has_captions else "zeroshot_classification"
+    train = None
+    if task == "overlap" and not args.train:
+        raise ConfigError("--task overlap needs --train: the training images to look for DATASET's images in")
+    if args.train and task in ("linear_probe", "few_shot", "robustness", "overlap"):
+        names = classnames if task != "overlap" else None
+        train = open_source(args.train, split=args.train_split, classes=names, default_split="train")
+    shifts = []
+    if task == "robustness":  # made shifts by name, other labelled sets by path
+        shifts = [
+            s if s in SHIFTS else open_source(s, split=args.split, classes=classnames) for s in args.shift or SHIFTS
+        ]
+    templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
+    templates = check_templates(templates or ["a photo of a {}."], "--template")
+
     model = load_model(args.checkpoint)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    model_name = checkpoint.stem if checkpoint.is_file() else checkpoint.name
     stat = checkpoint.stat()
-    options = dict(
+    options = FeatureOptions(
         batch_size=args.batch_size,
         workers=args.workers,
-        use_cache=args.cache,
+        cache=args.cache,
         # the file's identity stands in for hashing every weight of a large checkpoint
         model_id=f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
         progress=args.progress,
     )
-    out = Path(args.out)
-    if task == "zeroshot_retrieval":
-        return _retrieval(model, model_name, args, options, out)
-    templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
-    templates = check_templates(templates or ["a photo of a {}."], "--template")
-    if task == "zeroshot_classification":
-        return _classification(model, model_name, args, templates, options, out)
-    if task == "overlap":
-        return _overlap(model, model_name, args, templates, options, out)
-    return _probe(model, model_name, args, templates, options, out, task)
+    name = checkpoint.stem if checkpoint.is_file() else checkpoint.name
+    for what, why in source.problems[:10]:
+        print(f"{what}: {why}")
+    if len(source.problems) > 10:
+        print(f"... and {len(source.problems) - 10} more (listed in the results)")
+    run = EvalRun(model, name, source, train, templates, shifts, options, args.threshold, Path(args.out))
+    return REPORTS[task](run)
 
 
-def _classification(model, model_name: str, args, templates: list[str], options: dict, out: Path) -> int:
-    from ..evaluate.datasets import open_labelled_images
+@dataclass
+class EvalRun:
+    """What every task's report is given: the parsed command line, opened."""
+
+    model: Any  # a cliplab model
+    name: str  # the model's name in result files
+    source: Any  # the dataset, a cliplab.data.Source
+    train: Any  # --train's source, or None
+    templates: list[str]
+    shifts: list  # robustness: made shifts' names and sources
+    options: Any  # cliplab.evaluate.FeatureOptions
+    threshold: float  # overlap
+    out: Path
+
+
+def _classification(run: EvalRun) -> int:
+    from ..evaluate import zero_shot_classification
     from ..evaluate.plots import plot_confusion
-    from ..evaluate.results import classification_metrics, write_result
-    from ..evaluate.zeroshot_classification import zero_shot_classification
 
-    classnames = _classnames(args.classnames)
-    data = open_labelled_images(args.dataset, split=args.split or "test", classes=classnames)
-    report, features = zero_shot_classification(model, data, templates, **options)
+    result = zero_shot_classification(run.model, run.source, run.templates, options=run.options)
+    r = result.report
     plot = plot_confusion(
-        report, out / f"{data.name}__{model_name}__confusion.png", f"{model_name} on {data.name}, zero-shot"
-    )
-    path = write_result(
-        out,
-        data.name,
-        model_name,
-        "zeroshot_classification",
-        classification_metrics(report),
-        classes=report.classes,
-        images=report.count,
-        chance=report.chance / 100,
-        templates=templates,
-        per_class_recall={k: v / 100 for k, v in report.per_class_recall().items()},
-        confusion_matrix=report.confusion.tolist(),
-        skipped=[{"image": i, "reason": r} for i, r in features.skipped],
+        r, run.out / f"{result.dataset}__{run.name}__confusion.png", f"{run.name} on {result.dataset}, zero-shot"
     )
     print(
-        f"{data.name}: zero-shot top-1 {report.top1:.2f}%, top-5 {report.top5:.2f}%, mean per-class recall "
-        f"{report.mean_per_class_recall:.2f}% ({len(report.classes)} classes, chance {report.chance:.2f}%, "
-        f"{report.count} images, {len(templates)} templates)"
+        f"{result.dataset}: zero-shot top-1 {r.top1:.2%}, top-5 {r.top5:.2%}, mean per-class recall "
+        f"{r.mean_per_class_recall:.2%} ({len(r.classes)} classes, chance {r.chance:.2%}, {r.count} images, "
+        f"{len(run.templates)} templates)"
     )
-    _report_files(path, plot, features)
+    _report_files(result.write(run.out, run.name), plot, result.features)
     return 0
 
 
-def _retrieval(model, model_name: str, args, options: dict, out: Path) -> int:
-    from ..data import read_caption_table
-    from ..data.shard_index import ShardImages, index_shards, sample_caption_list
-    from ..evaluate.datasets import LabelledImages, images_of
+def _retrieval(run: EvalRun) -> int:
+    from ..evaluate import zero_shot_retrieval
     from ..evaluate.plots import plot_retrieval_examples
-    from ..evaluate.results import retrieval_metrics_in_benchmark_names, write_result
-    from ..evaluate.zeroshot_retrieval import top_captions, zero_shot_retrieval
 
-    source = Path(args.dataset)
-    if _is_shards(args.dataset):
-        index = index_shards(args.dataset)
-        samples = [s for s in index.samples if sample_caption_list(s)]
-        if not samples:
-            raise ValueError(f"{args.dataset}: no samples with captions (.txt or .json)")
-        name = Path(args.dataset.split("{")[0].rstrip("/")).name or "shards"
-        images = LabelledImages(name, ["image"], [0] * len(samples), ShardImages(samples), index.fingerprint,
-                                [f"{s.shard}:{s.key}" for s in samples])  # fmt: skip
-        captions = [sample_caption_list(s) for s in samples]
-        for shard, problem in index.problems:
-            print(f"{shard}: {problem}")
-    else:
-        entries = read_caption_table(source, split=args.split)
-        if not entries:
-            raise ValueError(f"{args.dataset}: no rows" + (f" in split {args.split!r}" if args.split else ""))
-        name = f"{source.parent.name}-{source.stem}" + (f"-{args.split}" if args.split else "")  # flickr8k-captions-dev
-        images, captions = images_of(entries, name), [list(e.captions) for e in entries]
-    metrics, features, texts = zero_shot_retrieval(model, images, captions, **options)
-    rows = list(range(min(8, len(features.kept))))
-    examples = [
-        (images.load(int(features.kept[row])).convert("RGB"), top)
-        for row, top in zip(rows, top_captions(features, texts, rows))
-    ]
-    plot = plot_retrieval_examples(examples, out / f"{name}__{model_name}__retrieval_examples.png")
-    path = write_result(
-        out,
-        name,
-        model_name,
-        "zeroshot_retrieval",
-        retrieval_metrics_in_benchmark_names(metrics),
-        skipped=[{"image": i, "reason": r} for i, r in features.skipped],
-    )
+    result = zero_shot_retrieval(run.model, run.source, options=run.options)
+    rows = list(range(min(8, len(result.features.kept))))
+    images = [run.source.items[int(result.features.kept[row])].open_image().convert("RGB") for row in rows]
+    examples = list(zip(images, result.top_captions(rows)))
+    plot = plot_retrieval_examples(examples, run.out / f"{result.dataset}__{run.name}__retrieval_examples.png")
+    recall = result.recall
+
+    def both(direction: str) -> str:
+        return "/".join(f"{100 * recall[f'{direction}_R@{k}']:.1f}" for k in (1, 5, 10))
+
     print(
-        f"{name}: {metrics['images']} images, {metrics['captions']} captions; text->image R@1/5/10 "
-        f"{metrics['text_to_image_R@1']:.1f}/{metrics['text_to_image_R@5']:.1f}/{metrics['text_to_image_R@10']:.1f}%, "
-        f"image->text {metrics['image_to_text_R@1']:.1f}/{metrics['image_to_text_R@5']:.1f}/"
-        f"{metrics['image_to_text_R@10']:.1f}%"
+        f"{result.dataset}: {len(result.features.kept)} images, {len(result.captions)} captions; "
+        f"text->image R@1/5/10 {both('text_to_image')}%, image->text {both('image_to_text')}%"
     )
-    _report_files(path, plot, features)
+    _report_files(result.write(run.out, run.name), plot, result.features)
     return 0
 
 
-def _probe(model, model_name: str, args, templates: list[str], options: dict, out: Path, task: str) -> int:
-    from ..evaluate.datasets import open_labelled_images
-    from ..evaluate.features import image_features
-    from ..evaluate.few_shot import few_shot, plot_few_shot
-    from ..evaluate.linear_probe import linear_probe, stratified_split
-    from ..evaluate.results import classification_metrics, write_result
-    from ..evaluate.zeroshot_classification import zero_shot_classification
-
-    classnames = _classnames(args.classnames)
-    data = open_labelled_images(args.dataset, split=args.split or "test", classes=classnames)
-    test = image_features(model, data, **options)
-    if args.train:
-        train_data = open_labelled_images(args.train, split=args.train_split or "train", classes=classnames)
-        if train_data.classes != data.classes:
-            raise ValueError(
-                f"--train has classes {train_data.classes[:5]}..., {args.dataset} has {data.classes[:5]}..."
-            )
-        train, how = image_features(model, train_data, **options), f"trained on {train_data.name}"
-    else:  # one labelled set: a stratified half trains, the other half tests
-        train_rows, test_rows = stratified_split(test.labels, 0.5, seed=0)
-        train = type(test)(test.features[train_rows], test.labels[train_rows], test.kept[train_rows])
-        test = type(test)(test.features[test_rows], test.labels[test_rows], test.kept[test_rows], test.skipped)
-        data = data.subset(test.kept.tolist(), name=data.name)  # the test half, for shifted copies
-        how = f"trained on a stratified half of {data.name} ({len(train_rows)} images), tested on the other"
-    probe = linear_probe(train.features, train.labels, test.features, test.labels, data.classes)
-    report = probe.report
-    print(
-        f"{data.name}: linear probe top-1 {report.top1:.2f}%, mean per-class recall {report.mean_per_class_recall:.2f}% "
-        f"(C = {probe.c:.3g} chosen on validation; {how}; {report.count} test images)"
+def _probe_line(probe) -> str:
+    r = probe.report
+    return (
+        f"{probe.dataset}: linear probe top-1 {r.top1:.2%}, mean per-class recall {r.mean_per_class_recall:.2%} "
+        f"(C = {probe.fit.c:.3g} chosen on validation; {probe.how}; {r.count} test images)"
     )
-    if task == "robustness":
-        return _robustness(model, model_name, args, templates, options, out, data, probe, how)
-    if task == "linear_probe":
-        path = write_result(
-            out, data.name, model_name, "linear_probe", classification_metrics(report),
-            c=probe.c, validation_top1={f"{c:.6g}": v / 100 for c, v in probe.validation.items()},
-            train=how, images=report.count, confusion_matrix=report.confusion.tolist(),
-        )  # fmt: skip
-        _report_files(path, None, test)
-        return 0
-    zero_shot, _ = zero_shot_classification(model, data, templates, features=test)
-    shots = few_shot(train.features, train.labels, test.features, test.labels, data.classes, c=probe.c)
-    for k in sorted(shots.top1):
-        print(f"  {k:>2} per class: top-1 {shots.mean(k):.2f}% (draws: {', '.join(f'{v:.1f}' for v in shots.top1[k])})")
-    print(f"  zero-shot: top-1 {zero_shot.top1:.2f}%; all-data linear probe: {report.top1:.2f}%")
+
+
+def _linear_probe(run: EvalRun) -> int:
+    from ..evaluate import linear_probe
+
+    result = linear_probe(run.model, run.source, run.train, options=run.options)
+    print(_probe_line(result))
+    _report_files(result.write(run.out, run.name), None, result.test)
+    return 0
+
+
+def _few_shot(run: EvalRun) -> int:
+    from ..evaluate import few_shot
+    from ..evaluate.plots import plot_few_shot
+
+    result = few_shot(run.model, run.source, run.train, run.templates, options=run.options)
+    draws, zero_shot = result.draws, result.zero_shot.report.top1
+    print(_probe_line(result.probe))
+    for k in sorted(draws.top1):
+        values = ", ".join(f"{100 * v:.1f}" for v in draws.top1[k])
+        print(f"  {k:>2} per class: top-1 {draws.mean(k):.2%} (draws: {values})")
+    print(f"  zero-shot: top-1 {zero_shot:.2%}; all-data linear probe: {result.probe.report.top1:.2%}")
     plot = plot_few_shot(
-        shots, zero_shot.top1, out / f"{data.name}__{model_name}__few_shot.png", f"{model_name} on {data.name}"
+        draws, zero_shot, run.out / f"{result.dataset}__{run.name}__few_shot.png", f"{run.name} on {result.dataset}"
     )
-    path = write_result(
-        out, data.name, model_name, "few_shot",
-        {f"acc1_{k}shot": shots.mean(k) / 100 for k in sorted(shots.top1)} | {"zeroshot_acc1": zero_shot.top1 / 100, "linear_probe_acc1": report.top1 / 100},
-        shots=shots.to_dict(), c=probe.c, train=how, images=report.count,
-    )  # fmt: skip
-    _report_files(path, plot, test)
+    _report_files(result.write(run.out, run.name), plot, result.probe.test)
     return 0
 
 
-def _robustness(model, model_name, args, templates, options, out, data, probe, how) -> int:
-    from ..evaluate.datasets import open_labelled_images
-    from ..evaluate.results import write_result
-    from ..evaluate.robustness import robustness
-    from ..evaluate.shifts import SHIFTS, shifted
+def _robustness(run: EvalRun) -> int:
+    from ..evaluate import robustness
 
-    sets = {}
-    for spec in args.shift or list(SHIFTS):
-        if spec in SHIFTS:
-            sets[spec] = shifted(data, spec)
-        else:
-            other = open_labelled_images(spec, split=args.split or "test", classes=_classnames(args.classnames))
-            sets[other.name] = other
-    result = robustness(model, data, sets, templates, probe, **options)
+    result = robustness(run.model, run.source, run.shifts, run.templates, run.train, options=run.options)
+    print(_probe_line(result.probe))
     print(f"{'':<16} {'zero-shot':>10} {'drop':>7}   {'linear probe':>12} {'drop':>7}   images")
-    for r in [result.clean, *result.shifts]:
+    clean = result.clean
+    for r in [clean, *result.shifts]:
         print(
-            f"{r.name:<16} {r.zero_shot_top1:9.2f}% {result.clean.zero_shot_top1 - r.zero_shot_top1:6.2f}   "
-            f"{r.probe_top1:11.2f}% {result.clean.probe_top1 - r.probe_top1:6.2f}   {r.images}"
+            f"{r.name:<16} {r.zero_shot_top1:10.2%} {100 * (clean.zero_shot_top1 - r.zero_shot_top1):7.2f}   "
+            f"{r.probe_top1:12.2%} {100 * (clean.probe_top1 - r.probe_top1):7.2f}   {r.images}"
         )
-    path = write_result(
-        out, data.name, model_name, "robustness",
-        {f"{name}_{key}": value for name, row in result.to_dict().items() for key, value in row.items() if key != "images"},
-        shifts=result.to_dict(), c=probe.c, train=how, templates=templates,
-    )  # fmt: skip
-    print(f"results: {path} (the probe {how})")
+    print(f"results: {result.write(run.out, run.name)} (the probe {result.probe.how})")
     return 0
 
 
-def _overlap(model, model_name, args, templates, options, out) -> int:
-    from ..data import read_caption_table
-    from ..evaluate.datasets import images_of, open_labelled_images
-    from ..evaluate.features import image_features
-    from ..evaluate.overlap import accuracy_split, content_hashes, find_overlap
-    from ..evaluate.results import write_result
-    from ..zeroshot import build_classifier
+def _overlap(run: EvalRun) -> int:
+    from ..evaluate import overlap
 
-    if not args.train:
-        raise ValueError("--task overlap needs --train: the training images to look for DATASET's images in")
-    data = open_labelled_images(args.dataset, split=args.split or "test", classes=_classnames(args.classnames))
-    if _is_caption_table(args.train):
-        table = Path(args.train)
-        name = f"{table.parent.name}-{table.stem}" + (f"-{args.train_split}" if args.train_split else "")
-        train_data = images_of(read_caption_table(table, split=args.train_split), name)
-    else:
-        train_data = open_labelled_images(args.train, split=args.train_split or "train")
-    test, train = image_features(model, data, **options), image_features(model, train_data, **options)
-    overlap = find_overlap(
-        test.features, train.features,
-        content_hashes(data, test.kept.tolist()), content_hashes(train_data, train.kept.tolist()),
-        args.threshold,
-    )  # fmt: skip
-    weights = build_classifier(model, data.classes, templates).float().cpu()
-    correct = (test.features @ weights).argmax(dim=1) == test.labels  # zero-shot, image by image
-    summary = accuracy_split(correct, overlap)
-    pairs = [
-        {"image": data.ids[int(test.kept[i])], "train_image": train_data.ids[int(train.kept[overlap.nearest[i]])],
-         "similarity": float(overlap.similarity[i]), "exact": bool(overlap.exact[i])}
-        for i in overlap.overlapping.nonzero().flatten().tolist()
-    ]  # fmt: skip
-    path = write_result(
-        out, data.name, model_name, "overlap", summary,
-        train=train_data.name, train_images=len(train.kept), threshold=args.threshold, overlapping=pairs,
-    )  # fmt: skip
-    rate = summary["overlap_rate"]
+    result = overlap(run.model, run.source, run.train, run.templates, run.threshold, options=run.options)
+    summary = result.summary
     print(
-        f"{data.name} in {train_data.name}: {summary['exact_duplicates']} exact and {summary['near_duplicates']} near "
-        f"duplicates (centred similarity >= {args.threshold}) among {summary['images']} images, overlap {100 * rate:.2f}%"
+        f"{result.dataset} in {result.train}: {summary['exact_duplicates']} exact and {summary['near_duplicates']} "
+        f"near duplicates (centred similarity >= {run.threshold}) among {summary['images']} images, "
+        f"overlap {summary['overlap_rate']:.2%}"
     )
     for key in ("acc1_all", "acc1_overlapping", "acc1_clean"):
         value = summary[key]
-        print(f"  zero-shot top-1, {key[5:]:<11} {'-' if value is None else f'{100 * value:.2f}%'}")
-    print(f"results: {path}")
+        print(f"  zero-shot top-1, {key[5:]:<11} {'-' if value is None else f'{value:.2%}'}")
+    print(f"results: {result.write(run.out, run.name)}")
     return 0
 
 
+REPORTS = {
+    "zeroshot_classification": _classification,
+    "zeroshot_retrieval": _retrieval,
+    "linear_probe": _linear_probe,
+    "few_shot": _few_shot,
+    "robustness": _robustness,
+    "overlap": _overlap,
+}
+
+
 def _report_files(path: Path, plot: Path | None, features) -> None:
-    print(f"results: {path}" + (f"; plot: {plot}" if plot else "") + (" (image features from the cache)" if features.from_cache else ""))  # fmt: skip
+    cached = " (image features from the cache)" if features.from_cache else ""
+    print(f"results: {path}" + (f"; plot: {plot}" if plot else "") + cached)
     if features.skipped:
         print(f"skipped {len(features.skipped)} unreadable images (listed in the JSON), e.g. {features.skipped[0]}")

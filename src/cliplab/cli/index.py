@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..search import Collection, index_collection
 
-    params = {name: value for name, value in (("nlist", args.nlist), ("m", args.m), ("nprobe", args.nprobe),
-                                              ("ef_search", args.ef_search)) if value is not None}  # fmt: skip
+    given = {"nlist": args.nlist, "m": args.m, "nprobe": args.nprobe, "ef_search": args.ef_search}
+    params = {name: value for name, value in given.items() if value is not None}
     collection = Collection.open(args.folder)
     info = index_collection(collection, args.kind, params)
     settings = ", ".join(f"{k}={v}" for k, v in info.params.items())

@@ -6,7 +6,8 @@ import argparse
 import json
 
 from ..checkpoints import read_checkpoint
-from ..models import CLIPConfig, infer_config, is_towers_config
+from ..models import CLIPConfig, infer_config
+from ..towers import is_towers_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

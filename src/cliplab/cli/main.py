@@ -1,11 +1,15 @@
-"""`cliplab <command>`: each command is a module with `register(subparsers)` and a `run(args)`."""
+"""`cliplab <command>`: each command is a module with `register(subparsers)` and a `run(args)`.
+
+A user's mistake (a `CliplabError`) is one line on stderr and exit status 2; anything else is a bug,
+and Python shows its traceback (exit status 1).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..errors import CheckpointError
+from ..errors import CliplabError
 from . import classify, convert, demo, embed, index, info, models, search, serve, shards, train
 from . import eval as eval_command
 
@@ -25,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (CheckpointError, ValueError, FileNotFoundError, ImportError) as err:
+    except CliplabError as err:
         print(f"cliplab {args.command}: error: {err}", file=sys.stderr)
         return 2
 

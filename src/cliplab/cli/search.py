@@ -24,24 +24,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import read_image
+    from ..data import BadSample, read_image
+    from ..errors import ConfigError
     from ..search import Searcher
 
     if (args.text is None) == (args.image is None):
-        raise ValueError("give either a text query or --image FILE")
+        raise ConfigError("give either a text query or --image FILE")
     if args.k < 1:
-        raise ValueError("-k must be at least 1")
+        raise ConfigError("-k must be at least 1")
     searcher = Searcher.open(args.folder, checkpoint=args.checkpoint)
     if args.image:
-        with read_image(Path(args.image)) as image:
+        try:
+            image = read_image(Path(args.image))
+        except BadSample as err:
+            raise BadSample(err.reason, args.image) from None
+        with image:
             vector = searcher.image_vector(image)
     else:
         vector = searcher.text_vector(args.text)
     for rank, hit in enumerate(searcher.search(vector, args.k, fold_duplicates=args.fold_duplicates), 1):
         item = searcher.collection.item(hit.id)
         if args.json:
-            print(json.dumps({"rank": rank, "score": round(hit.score, 4), **item.public(), "path": item.path,
-                              "duplicates": hit.duplicates}))  # fmt: skip
+            record = {"rank": rank, "score": round(hit.score, 4), **item.public(), "path": item.path}
+            print(json.dumps({**record, "duplicates": hit.duplicates}))
             continue
         folded = f"  (+{len(hit.duplicates)} near-duplicates)" if hit.duplicates else ""
         caption = f"  {item.caption}" if item.caption else ""

@@ -24,13 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    from ..extras import require
 
-        from ..serve import Limits, create_app
-    except ImportError as err:
-        raise ImportError(f"cliplab serve needs the serve extra: pip install 'cliplab[serve]' ({err})") from None
+    require("fastapi", "serve", "cliplab serve")
+    uvicorn = require("uvicorn", "serve", "cliplab serve")
     from ..search import Searcher
+    from ..serve import Limits, create_app
 
     searcher = Searcher.open(args.folder, checkpoint=args.checkpoint)
     limits = Limits(max_body_bytes=int(args.max_upload_mb * 2**20), max_k=args.max_k)

@@ -7,7 +7,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("shards", help="write a caption table as WebDataset tar shards")
-    parser.add_argument("table", help="caption table: .csv, .tsv, .jsonl or .parquet")
+    parser.add_argument("table", help="a table of images with captions (or labels): .csv, .tsv, .jsonl or .parquet")
     parser.add_argument("out_dir", help="folder for 00000.tar, 00001.tar, ... and sizes.json")
     parser.add_argument("--samples-per-shard", type=int, default=1000, help="images per shard (default: 1000)")
     parser.add_argument("--split", help="only the rows whose split column has this value")
@@ -18,11 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import read_caption_table
-    from ..data.shards import write_shards
+    from ..data import open_source, write_shards
+    from ..errors import SourceError
 
-    entries = read_caption_table(args.table, args.image_column, args.caption_column, args.image_root, args.split)
-    report = write_shards(entries, args.out_dir, args.samples_per_shard)
+    source = open_source(
+        args.table,
+        split=args.split,
+        image_column=args.image_column,
+        caption_column=args.caption_column,
+        image_root=args.image_root,
+    )
+    if source.kind != "table":
+        raise SourceError(f"{args.table}: not a table ({source.kind}); cliplab shards writes a table's images")
+    report = write_shards(source.items, args.out_dir, args.samples_per_shard)
     print(f"wrote {report.samples} samples in {len(report.shards)} shards to {args.out_dir}")
     if report.skipped:
         print(f"skipped: {dict(report.skipped)}")

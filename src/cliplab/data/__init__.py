@@ -1,18 +1,35 @@
-"""Training data: caption tables, safe decoding of samples, and datasets that skip bad ones."""
+"""Data: every input form opened in one place (`open_source`), items that open their own image, safe
+decoding that names what is wrong with a bad sample, and training batches from any source."""
 
+from ..errors import BadSample
 from .dataset import Batch, CaptionDataset, Sample, collate
-from .decode import BadSample, check_caption, decode_image, read_image
-from .table import CaptionedImage, read_caption_table
+from .decode import MAX_PIXELS, check_caption, decode_image, read_image
+from .formats import IMAGE_SUFFIXES, TABLE_SUFFIXES
+from .items import ArrayItem, FileItem, Item, ShardItem, item_at
+from .loader import StreamState, TrainingData
+from .shards import write_shards
+from .sources import Source, open_source
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "TABLE_SUFFIXES",
+    "ArrayItem",
     "BadSample",
     "Batch",
     "CaptionDataset",
-    "CaptionedImage",
+    "FileItem",
+    "Item",
     "Sample",
+    "ShardItem",
+    "Source",
+    "StreamState",
+    "TrainingData",
     "check_caption",
     "collate",
     "decode_image",
-    "read_caption_table",
+    "item_at",
+    "open_source",
     "read_image",
+    "write_shards",
 ]

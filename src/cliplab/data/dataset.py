@@ -1,4 +1,4 @@
-"""A map-style dataset of captioned images for contrastive training.
+"""A map-style dataset of captioned items (a table's images, generated scenes) for contrastive training.
 
 A bad sample (see `decode.py`) is replaced by the next good one in dataset order, and the skip
 is recorded in the item, so batches keep their size (distributed gathering needs equal shapes on
@@ -8,6 +8,7 @@ by (seed, epoch, index), so a resumed run draws the same captions.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import BadSample, SourceError
 from ..tokenizer import BPETokenize
-from .decode import BadSample, check_caption, read_image
-from .table import CaptionedImage
+from .decode import check_caption
+from .items import Item
 
 
 @dataclass
@@ -44,14 +46,14 @@ class Batch:
 class CaptionDataset(Dataset):
     def __init__(
         self,
-        entries: Sequence[CaptionedImage],
+        entries: Sequence[Item],
         transform: Callable,
         tokenizer: Callable | None = None,  # texts -> ids: the model's `tokenizer` (default: CLIP's, 77 tokens)
         seed: int = 0,
         max_skips: int = 1000,
     ):
         if not entries:
-            raise ValueError("the dataset has no entries")
+            raise SourceError("the dataset has no entries")
         self.entries = entries
         self.transform = transform
         self.tokenizer = tokenizer or BPETokenize()
@@ -72,17 +74,23 @@ class CaptionDataset(Dataset):
             try:
                 return Sample(*self._load(entry, index + offset), skipped)
             except BadSample as bad:
-                skipped.append((str(entry.path), bad.reason))
-        raise RuntimeError(
+                skipped.append((entry.key, bad.reason))
+        raise SourceError(
             f"{len(skipped)} bad samples in a row from index {index}, e.g. {skipped[:3]}: is the data path right?"
         )
 
-    def _load(self, entry: CaptionedImage, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load(self, entry: Item, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
-        caption = check_caption(rng.choice(entry.captions))
-        with read_image(entry.path) as image:
+        caption = check_caption(entry.draw_caption(rng))
+        with entry.open_image() as image:
             pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
-        return pixels, self.tokenizer(caption)[0]
+        return pixels, tokens(caption, self.tokenizer)
+
+
+@functools.lru_cache(maxsize=8192)
+def tokens(caption: str, tokenizer: Callable) -> torch.Tensor:
+    """The caption's token ids. Captions repeat (generated ones by the thousand): each is tokenized once."""
+    return tokenizer(caption)[0]
 
 
 def seeded_transform(transform: Callable, image, seed: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Decoding one training sample, turning every way it can be bad into a `BadSample` with a reason."""
+"""Decoding one image or caption, turning every way it can be bad into a `BadSample` with a reason."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import BadSample
+
 # PIL's own default; larger images are refused as possible decompression bombs.
 MAX_PIXELS = 89_478_485
-
-
-class BadSample(Exception):
-    """A sample that cannot be used; `reason` is a short, countable label."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:

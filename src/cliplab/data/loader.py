@@ -1,8 +1,9 @@
 """Batches for training, split over processes and workers, restartable at any step of an epoch.
 
-Two sources:
-- a caption table: a map-style dataset read in a seeded per-epoch permutation; each process takes
-  its slice of every global batch, and a resumed run starts the permutation at its step;
+`TrainingData(source, ...)` is all the trainer sees of its data. Two ways of reading a source:
+- its items (a caption table, generated scenes): a map-style dataset read in a seeded per-epoch
+  permutation; each process takes its slice of every global batch, and a resumed run starts the
+  permutation at its step;
 - WebDataset shards: each (process, worker) pair reads its own stream of shards and batches it
   itself; every batch says which stream made it and how far into the stream it ends, so a resumed
   run restarts each stream where its last used batch ended.
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
 
+from ..errors import BadSample, ConfigError, SourceError
 from .dataset import Batch, CaptionDataset, Sample, collate, seeded_transform
-from .decode import BadSample, check_caption, decode_image
-from .shards import read_shard, sample_captions, sample_image_bytes
+from .decode import check_caption, decode_image
+from .shards import read_shard, sample_captions, sample_image_bytes, shard_sizes
+from .sources import Source
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -33,9 +36,9 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __init__(self, size: int, batch_size: int, rank: int, world: int, seed: int, epoch: int, start_step: int = 0):
         if batch_size % world:
-            raise ValueError(f"batch_size {batch_size} does not split evenly over {world} processes")
+            raise ConfigError(f"batch_size {batch_size} does not split evenly over {world} processes")
         if size < batch_size:
-            raise ValueError(f"the dataset has {size} samples, fewer than one batch of {batch_size}")
+            raise SourceError(f"the dataset has {size} samples, fewer than one batch of {batch_size}")
         self.size, self.batch_size, self.rank, self.world = size, batch_size, rank, world
         self.seed, self.epoch, self.start_step = seed, epoch, start_step
 
@@ -150,32 +153,91 @@ class ShardStream(IterableDataset):
 def check_enough_shards(shards: int, streams: int, resample: bool) -> None:
     """Without resampling every (process, worker) stream needs a shard of its own."""
     if not resample and shards < streams:
-        raise ValueError(
+        raise ConfigError(
             f"{shards} shards cannot feed {streams} streams (processes x workers): "
             "use fewer workers, more shards, or resample=true"
         )
 
 
-def table_loader(
-    dataset: CaptionDataset, batch_size: int, rank: int, world: int, epoch: int, start_step: int, workers: int
-) -> DataLoader:
-    """The DataLoader for one epoch of a caption table, starting at `start_step`."""
-    dataset.set_epoch(epoch)
-    sampler = EpochBatchSampler(len(dataset), batch_size, rank, world, dataset.seed, epoch, start_step)
-    return DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=workers,
-        persistent_workers=False,
-        generator=_private_generator(),
-    )
+class TrainingData:
+    """A source as the trainer reads it: how many samples make an epoch, and each epoch's batches.
 
+    Shard sources are streamed (an epoch is `samples_per_epoch`, or the count in `sizes.json`); any
+    other source is read through its items, which must have captions. `transform` and `tokenizer`
+    turn an image and a caption into the model's inputs.
+    """
 
-def shard_loader(stream: ShardStream, workers: int) -> DataLoader:
-    return DataLoader(
-        stream, batch_size=None, num_workers=workers, persistent_workers=False, generator=_private_generator()
-    )
+    def __init__(
+        self,
+        source: Source,
+        transform: Callable,
+        tokenizer: Callable,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        workers: int = 0,
+        resample: bool = False,
+        samples_per_epoch: int | None = None,
+    ):
+        self.transform, self.tokenizer, self.batch_size = transform, tokenizer, batch_size
+        self.seed, self.rank, self.world, self.workers, self.resample = seed, rank, world, workers, resample
+        self.shards = source.shards
+        if self.shards is not None:
+            self.dataset = None
+            check_enough_shards(len(self.shards), world * max(1, workers), resample)
+            if samples_per_epoch is None:
+                sizes = shard_sizes(self.shards)
+                if sizes is None:
+                    raise ConfigError(
+                        f"{source.location}: no sizes.json beside the shards; set samples_per_epoch to the number of samples"
+                    )
+                samples_per_epoch = sum(sizes.values())
+            self.samples = samples_per_epoch
+        else:
+            if not source.has_captions:
+                raise SourceError(
+                    f"{source.location}: training needs captions (a caption column, .txt/.json in shards, or "
+                    "synthetic); this source has none"
+                )
+            self.dataset = CaptionDataset(source.items, transform, tokenizer, seed=seed)
+            self.samples = len(self.dataset)
+
+    @property
+    def streamed(self) -> bool:
+        return self.dataset is None
+
+    def batches(self, epoch: int, start_step: int, positions: StreamState) -> DataLoader:
+        """The DataLoader of one epoch from `start_step` on; streams restart at `positions`."""
+        if self.dataset is not None:
+            self.dataset.set_epoch(epoch)
+            sampler = EpochBatchSampler(
+                len(self.dataset), self.batch_size, self.rank, self.world, self.seed, epoch, start_step
+            )
+            return DataLoader(
+                self.dataset,
+                batch_sampler=sampler,
+                collate_fn=collate,
+                num_workers=self.workers,
+                persistent_workers=False,
+                generator=_private_generator(),
+            )
+        stream = ShardStream(
+            self.shards,
+            self.transform,
+            self.tokenizer,
+            self.batch_size // self.world,
+            self.rank,
+            self.world,
+            self.seed,
+            epoch,
+            self.resample,
+            start=positions,
+            rotation=start_step % max(1, self.workers),
+        )
+        return DataLoader(
+            stream, batch_size=None, num_workers=self.workers, persistent_workers=False, generator=_private_generator()
+        )
 
 
 def _private_generator() -> torch.Generator:

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoints.files import atomic_write
-from .decode import BadSample
-from .table import CaptionedImage
+from ..errors import BadSample, ConfigError, SourceError
+from ..files import atomic_write, write_json
+from .formats import IMAGE_EXTENSIONS
+from .items import FileItem
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 SIZES_FILE = "sizes.json"
 
 
@@ -32,12 +32,13 @@ class ShardWriteReport:
 
 
 def write_shards(
-    entries: Sequence[CaptionedImage],
+    entries: Sequence[FileItem],
     out_dir: str | Path,
     samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
-    """Write `entries` as shards of at most `samples_per_shard` samples; images are copied byte for byte.
+    """Write `entries` (items of image files) as shards of at most `samples_per_shard` samples; images are
+    copied byte for byte, with every caption (and the label, as `.cls`, where there is one).
 
     Images that are missing or unreadable are skipped and counted; decoding is left to training,
     which skips and counts what fails there. Each shard is written atomically.
@@ -45,12 +46,12 @@ def write_shards(
     from tqdm import tqdm
 
     if samples_per_shard < 1:
-        raise ValueError(f"samples_per_shard must be positive, got {samples_per_shard}")
+        raise ConfigError(f"samples_per_shard must be positive, got {samples_per_shard}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ShardWriteReport()
     sizes: dict[str, int] = {}
-    pending: list[tuple[str, bytes, str, CaptionedImage]] = []
+    pending: list[tuple[str, bytes, str, FileItem]] = []
 
     def flush() -> None:
         path = out_dir / f"{len(report.shards):05d}.tar"
@@ -62,34 +63,37 @@ def write_shards(
 
     for index, entry in enumerate(tqdm(entries, desc="shards", unit="image", disable=not progress)):
         try:
-            data = entry.path.read_bytes()
+            data = Path(entry.path).read_bytes()
         except FileNotFoundError:
             report.skipped["missing file"] += 1
             continue
         except OSError:
             report.skipped["unreadable file"] += 1
             continue
-        extension = entry.path.suffix.lower().lstrip(".").replace("jpeg", "jpg") or "jpg"
+        extension = Path(entry.path).suffix.lower().lstrip(".").replace("jpeg", "jpg") or "jpg"
         pending.append((f"{index:09d}", data, extension, entry))
         if len(pending) == samples_per_shard:
             flush()
     if pending:
         flush()
-    atomic_write(out_dir / SIZES_FILE, lambda tmp: Path(tmp).write_text(json.dumps(sizes, indent=1)))
+    write_json(out_dir / SIZES_FILE, sizes)
     return report
 
 
-def _write_tar(path: str, samples: list[tuple[str, bytes, str, CaptionedImage]]) -> None:
+def _write_tar(path: str, samples: list[tuple[str, bytes, str, FileItem]]) -> None:
     with tarfile.open(path, "w") as tar:
         for key, data, extension, entry in samples:
             captions = list(entry.captions)
             meta = json.dumps({"captions": captions, "source": str(entry.path)}, ensure_ascii=False)
             caption = captions[0] if captions else ""
-            for name, payload in (
+            members = [
                 (f"{key}.{extension}", data),
                 (f"{key}.txt", caption.encode("utf-8", "surrogateescape")),
                 (f"{key}.json", meta.encode("utf-8", "surrogateescape")),
-            ):
+            ]
+            if entry.label is not None:
+                members.append((f"{key}.cls", str(entry.label).encode()))
+            for name, payload in members:
                 info = tarfile.TarInfo(name)
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
@@ -104,11 +108,11 @@ def list_shards(source: str | Path) -> list[str]:
     if path.is_dir():
         shards = sorted(str(p) for p in path.glob("*.tar"))
         if not shards:
-            raise FileNotFoundError(f"{path} has no .tar shards")
+            raise SourceError(f"{path} has no .tar shards")
         return shards
     if path.suffix == ".tar":
         return [text]
-    raise FileNotFoundError(f"{source}: not a folder of shards, a .tar file or a {{a..b}} pattern")
+    raise SourceError(f"{source}: not a folder of shards, a .tar file or a {{a..b}} pattern")
 
 
 def _expand_braces(pattern: str) -> list[str]:
@@ -116,7 +120,7 @@ def _expand_braces(pattern: str) -> list[str]:
     body, _, tail = rest.partition("}")
     first, sep, last = body.partition("..")
     if not sep or not first.isdigit() or not last.isdigit():
-        raise ValueError(f"{pattern}: only numeric ranges like {{00000..00099}} are supported")
+        raise SourceError(f"{pattern}: only numeric ranges like {{00000..00099}} are supported")
     width = len(first)
     return [f"{head}{i:0{width}d}{tail}" for i in range(int(first), int(last) + 1)]
 
@@ -129,8 +133,11 @@ def shard_sizes(shards: Sequence[str]) -> dict[str, int] | None:
         path = folder / SIZES_FILE
         if not path.is_file():
             return None
-        for name, count in json.loads(path.read_text()).items():
-            sizes[str(folder / name)] = int(count)
+        try:
+            for name, count in json.loads(path.read_text()).items():
+                sizes[str(folder / name)] = int(count)
+        except (ValueError, AttributeError, TypeError) as err:  # not JSON, not a mapping, not counts
+            raise SourceError(f"{path}: not a mapping of shard names to sample counts ({err})") from None
     return sizes if all(s in sizes for s in shards) else None
 
 

@@ -8,22 +8,26 @@ star" when only red things and stars were seen apart), the way the paper tests z
     scene = world.scene(7, seed=0)            # a Scene of one or two shapes
     image = world.render(scene, size=64)      # a PIL image
     text = world.caption(scene, random.Random(0))
+
+As a source (`cliplab.data.open_source`): `synthetic` is training scenes with captions,
+`synthetic:heldout` and `synthetic:seen` single-thing scenes labelled with their colour-shape pair.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
 
-from ..tokenizer import BPETokenize
-from .dataset import Sample, seeded_transform
+from ..errors import SourceError
+from .decode import MAX_PIXELS
+from .items import Item
 
 COLOURS = {
     "red": (215, 40, 40),
@@ -213,12 +217,6 @@ def _background(name: str, pattern: str, side: int) -> Image.Image:
     return image
 
 
-@functools.lru_cache(maxsize=8192)
-def _tokens(caption: str, tokenizer) -> torch.Tensor:
-    # Captions repeat (a few thousand are common): tokenizing each once takes a fifth off loading.
-    return tokenizer(caption)[0]
-
-
 def _articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
@@ -232,53 +230,108 @@ def _outline(shape: str, angle: float) -> list[tuple[float, float]]:
     elif shape == "triangle":
         points = [(0, -1), (0.95, 0.8), (-0.95, 0.8)]
     elif shape == "star":
-        points = [(math.sin(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
-                   -math.cos(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45)) for k in range(10)]  # fmt: skip
+        points = [
+            (
+                math.sin(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
+                -math.cos(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
+            )
+            for k in range(10)
+        ]
     elif shape == "heart":  # the classic parametric heart, scaled into the unit circle
         ts = [2 * math.pi * k / 64 for k in range(64)]
-        points = [(16 * math.sin(t) ** 3 / 17,
-                   -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17 - 0.1)
-                  for t in ts]  # fmt: skip
+        points = [
+            (
+                16 * math.sin(t) ** 3 / 17,
+                -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17 - 0.1,
+            )
+            for t in ts
+        ]
     elif shape == "cross":
-        points = [(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
-                  (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)]  # fmt: skip
+        points = [
+            (-0.3, -1),
+            (0.3, -1),
+            (0.3, -0.3),
+            (1, -0.3),
+            (1, 0.3),
+            (0.3, 0.3),
+            (0.3, 1),
+            (-0.3, 1),
+            (-0.3, 0.3),
+            (-1, 0.3),
+            (-1, -0.3),
+            (-0.3, -0.3),
+        ]
     else:
         raise ValueError(f"unknown shape {shape!r}")
     cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     return [(px * cos - py * sin, px * sin + py * cos) for px, py in points]
 
 
-class SyntheticCaptions(Dataset):
-    """`count` training scenes as (image, caption) samples for the trainer; a caption is drawn per visit."""
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SceneItem(Item):
+    """A generated scene: its image is drawn at `size` when opened; its captions are drawn from the world."""
 
-    def __init__(self, count: int, transform, tokenizer=None, seed: int = 0, image_size: int = 64,
-                 world: SyntheticWorld | None = None):  # fmt: skip
-        self.world = world or SyntheticWorld()
-        self.count, self.transform, self.tokenizer = count, transform, tokenizer or BPETokenize()
-        self.seed, self.image_size, self.epoch = seed, image_size, 0
+    world: SyntheticWorld
+    scene: Scene
+    size: int
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def open_image(self, max_pixels: int = MAX_PIXELS) -> Image.Image:
+        return self.world.render(self.scene, self.size)
+
+    def draw_caption(self, rng: random.Random) -> str:
+        return self.world.caption(self.scene, rng)
+
+
+def scene_item(world: SyntheticWorld, scene: Scene, size: int, key: str, label: int | None = None) -> SceneItem:
+    """`scene` as an item, captioned with its most specific description."""
+    return SceneItem(key, (world.describe(scene),), label, world=world, scene=scene, size=size)
+
+
+class SceneItems(Sequence):
+    """Items of scenes 0 .. count - 1 of a split, made when asked for (training reads tens of thousands).
+
+    "train" scenes hold one or two things; "heldout" and "seen" scenes one thing, labelled with the
+    index of its colour-shape pair among the split's pairs.
+    """
+
+    def __init__(self, world: SyntheticWorld, split: str, count: int, seed: int, size: int):
+        self.world, self.split, self.count, self.seed, self.size = world, split, count, seed, size
+        self.pairs = world.held_out if split == "heldout" else world.seen
 
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> Sample:
-        scene = self.world.scene(index, self.seed)
-        rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
-        text = _tokens(self.world.caption(scene, rng), self.tokenizer)
-        pixels = seeded_transform(self.transform, self.world.render(scene, self.image_size), rng.getrandbits(63))
-        return Sample(pixels, text, [])
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        index %= self.count
+        if self.split == "train":
+            return scene_item(self.world, self.world.scene(index, self.seed), self.size, f"synthetic:train:{index}")
+        scene = self.world.scene(index, self.seed, self.split, objects=1)
+        label = self.pairs.index((scene.things[0].colour, scene.things[0].shape))
+        return scene_item(self.world, scene, self.size, f"synthetic:{self.split}:{index}", label)
 
 
-def heldout_classification(world: SyntheticWorld, count: int, seed: int = 0, image_size: int = 64, split="heldout"):
-    """(images, labels, class names) of single-thing scenes; classes are the split's "colour shape" pairs."""
-    pairs = world.held_out if split == "heldout" else world.seen
-    names = [f"{colour} {shape}" for colour, shape in pairs]
-    images, labels = [], []
-    for index in range(count):
-        scene = world.scene(index, seed, split, objects=1)
-        thing = scene.things[0]
-        images.append(world.render(scene, image_size))
-        labels.append(pairs.index((thing.colour, thing.shape)))
-    return images, torch.tensor(labels), names
+# split -> (default count, default seed); evaluation scenes come from their own seed, apart from training's
+SPLITS = {"train": (20_000, 0), "heldout": (600, 1_000_003), "seen": (600, 1_000_003)}
+
+
+def synthetic_items(
+    split: str, count: int | None = None, seed: int | None = None, size: int | None = None
+) -> tuple[SceneItems, list[str] | None, str]:
+    """(the items of `split`, their class names (labelled splits), a fingerprint of the world and the options)."""
+    if split not in SPLITS:
+        raise SourceError(f"synthetic:{split}: choose synthetic (training scenes), synthetic:heldout or synthetic:seen")
+    count = SPLITS[split][0] if count is None else count
+    seed = SPLITS[split][1] if seed is None else seed
+    size = 64 if size is None else size
+    if count < 1:
+        raise SourceError(f"synthetic:{split}: the number of scenes must be positive, got {count}")
+    world = SyntheticWorld()
+    items = SceneItems(world, split, count, seed, size)
+    classes = None if split == "train" else [f"{c} {s}" for c, s in items.pairs]
+    # the world's definition is part of the key: a release that changes it must not reuse cached features
+    definition = (split, count, seed, size, COLOURS, SHAPES, JITTER, world.held_out)
+    return items, classes, hashlib.sha256(repr(definition).encode()).hexdigest()[:16]

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from ..data.synthetic import TEMPLATES, SyntheticWorld
+from ..data.synthetic import TEMPLATES, Scene, SyntheticWorld, scene_item
+from ..encode import embed_images, embed_texts
 from ..evaluate import ClassificationReport, classification_report, retrieval_metrics
-from ..models import CLIP
-from ..models.clip import MAX_LOGIT_SCALE
-from ..transforms import image_transform
-from ..zeroshot import build_classifier
+from ..models import Model
+from ..zeroshot import build_classifier, probabilities
 
 # Scenes for evaluation come from their own seeds, apart from the training scenes' seed.
 EVAL_SEED_OFFSET = 1_000_003
@@ -33,7 +32,7 @@ class DemoEvaluation:
     heldout_among_all: ClassificationReport
     retrieval: dict[str, float]
     retrieval_count: int
-    left_right: float  # percent
+    left_right: float  # share of the pairs told right
     left_right_count: int
     examples: list[tuple[Image.Image, str, list[tuple[str, float]]]]  # image, truth, top-3 (class, probability)
 
@@ -43,7 +42,7 @@ class DemoEvaluation:
             "zero_shot_seen": _summary(self.seen),
             "zero_shot_heldout_among_all_classes": _summary(self.heldout_among_all),
             "retrieval": {"scenes": self.retrieval_count, **self.retrieval},
-            "left_right": {"pairs": self.left_right_count, "accuracy": self.left_right, "chance": 50.0},
+            "left_right": {"pairs": self.left_right_count, "accuracy": self.left_right, "chance": 0.5},
         }
 
 
@@ -54,34 +53,20 @@ def _summary(report: ClassificationReport) -> dict:
 
 @torch.no_grad()
 def evaluate_world(
-    model: CLIP, world: SyntheticWorld, seed: int, images_per_task: int = 600, batch_size: int = 256
+    model: Model, world: SyntheticWorld, seed: int, images_per_task: int = 600, batch_size: int = 256
 ) -> DemoEvaluation:
-    model.eval()
-    preprocess = image_transform(model.image_size)
     size, eval_seed = model.image_size, seed + EVAL_SEED_OFFSET
 
-    def embed_images(images: list[Image.Image]) -> torch.Tensor:
-        parts = [
-            model.encode_image(torch.stack([preprocess(i) for i in images[s : s + batch_size]]), normalize=True)
-            for s in range(0, len(images), batch_size)
-        ]
-        return torch.cat(parts)
+    def embed_scenes(scenes: list[Scene]) -> torch.Tensor:
+        items = [scene_item(world, scene, size, f"scene {i}") for i, scene in enumerate(scenes)]
+        return embed_images(model, items, batch_size, workers=0).features
 
-    def embed_texts(texts: list[str]) -> torch.Tensor:
-        parts = [
-            model.encode_text(model.tokenizer(texts[s : s + batch_size]), normalize=True)
-            for s in range(0, len(texts), batch_size)
-        ]
-        return torch.cat(parts)
-
-    def single_things(split: str) -> tuple[list[Image.Image], list[str]]:
+    def single_things(split: str) -> tuple[list[Scene], list[str]]:
         scenes = [world.scene(i, eval_seed, split, objects=1) for i in range(images_per_task)]
-        return [world.render(s, size) for s in scenes], [f"{s.things[0].colour} {s.things[0].shape}" for s in scenes]
+        return scenes, [f"{s.things[0].colour} {s.things[0].shape}" for s in scenes]
 
     def zero_shot(features: torch.Tensor, truths: list[str], classes: list[str]):
-        weights = build_classifier(model, classes, TEMPLATES)
-        scale = model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-        probs = (scale * features @ weights).softmax(dim=-1)
+        probs = probabilities(model, features, build_classifier(model, classes, TEMPLATES).cpu())
         labels = torch.tensor([classes.index(t) for t in truths])
         return classification_report(probs, labels, classes), probs
 
@@ -89,17 +74,17 @@ def evaluate_world(
     heldout_classes = [f"{c} {s}" for c, s in world.held_out]
     seen_classes = [f"{c} {s}" for c, s in world.seen]
 
-    heldout_images, heldout_truths = single_things("heldout")
-    heldout_features = embed_images(heldout_images)
+    heldout_scenes, heldout_truths = single_things("heldout")
+    heldout_features = embed_scenes(heldout_scenes)
     heldout, probs = zero_shot(heldout_features, heldout_truths, heldout_classes)
     heldout_among_all, _ = zero_shot(heldout_features, heldout_truths, all_classes)
-    seen_images, seen_truths = single_things("seen")
-    seen, _ = zero_shot(embed_images(seen_images), seen_truths, seen_classes)
+    seen_scenes, seen_truths = single_things("seen")
+    seen, _ = zero_shot(embed_scenes(seen_scenes), seen_truths, seen_classes)
 
     top = probs.topk(3, dim=1)
     examples = [
         (
-            heldout_images[i],
+            world.render(heldout_scenes[i], size),
             heldout_truths[i],
             [(heldout_classes[c], p) for c, p in zip(top.indices[i].tolist(), top.values[i].tolist())],
         )
@@ -109,16 +94,16 @@ def evaluate_world(
     # Retrieval: a third of the scenes hold two things.
     scenes = [world.scene(i, eval_seed, "seen", objects=1 + (i % 3 == 2)) for i in range(images_per_task)]
     retrieval = retrieval_metrics(
-        embed_images([world.render(s, size) for s in scenes]),
-        embed_texts([world.describe(s) for s in scenes]),
+        embed_scenes(scenes),
+        embed_texts(model, [world.describe(s) for s in scenes], batch_size),
         torch.arange(len(scenes)),
     )
 
     pairs = [world.scene(i, eval_seed + 1, "seen", objects=2) for i in range(images_per_task // 2)]
-    image_features = embed_images([world.render(s, size) for s in pairs])
+    image_features = embed_scenes(pairs)
     true_false = [world.relation_captions(s) for s in pairs]
-    true_features = embed_texts([t for t, _ in true_false])
-    false_features = embed_texts([f for _, f in true_false])
+    true_features = embed_texts(model, [t for t, _ in true_false], batch_size)
+    false_features = embed_texts(model, [f for _, f in true_false], batch_size)
     right = ((image_features * true_features).sum(-1) > (image_features * false_features).sum(-1)).double()
 
     return DemoEvaluation(
@@ -127,7 +112,7 @@ def evaluate_world(
         heldout_among_all=heldout_among_all,
         retrieval=retrieval,
         retrieval_count=len(scenes),
-        left_right=100.0 * right.mean().item(),
+        left_right=right.mean().item(),
         left_right_count=len(pairs),
         examples=examples,
     )

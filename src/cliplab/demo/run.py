@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 
-from ..checkpoints.files import atomic_write
-from ..data.synthetic import SyntheticCaptions, SyntheticWorld
+from ..data import CaptionDataset, open_source
+from ..data.synthetic import SyntheticWorld
+from ..errors import ConfigError
 from ..evaluate.plots import plot_confusion
+from ..files import write_json
 from ..loss import ClipLoss
 from ..models import create_model
 from ..train import TrainConfig, Trainer, build_optimizer
@@ -57,12 +59,13 @@ def plan_steps(minutes: float, steps: int | None, seconds_per_step: float) -> tu
     )
 
 
-def measure_step_seconds(model_name: str, batch_size: int, world: SyntheticWorld) -> float:
+def measure_step_seconds(model_name: str, batch_size: int) -> float:
     """Seconds per training step on this machine: compute and data loading, each timed after a warm-up."""
     torch.manual_seed(0)
     model = create_model(model_name)
     optimizer, loss_fn = build_optimizer(model, lr=1e-5), ClipLoss()
-    data = SyntheticCaptions(batch_size, image_transform(model.image_size), model.tokenizer, 0, model.image_size, world)
+    scenes = open_source("synthetic", count=batch_size, seed=0, image_size=model.image_size)
+    data = CaptionDataset(scenes.items, image_transform(model.image_size), model.tokenizer)
     samples = [data[i] for i in range(8)]  # the first few fill caches and load libraries
     began = time.perf_counter()
     samples = [data[i] for i in range(8, 40)]
@@ -99,7 +102,7 @@ def run_demo(
     out = Path(out)
     _prepare(out)
     world = SyntheticWorld()
-    steps, note = plan_steps(minutes, steps, measure_step_seconds(model, BATCH_SIZE, world))
+    steps, note = plan_steps(minutes, steps, measure_step_seconds(model, BATCH_SIZE))
     say(
         f"cliplab demo: training {model} for {steps} steps of {BATCH_SIZE} generated image-caption pairs; "
         f"{len(world.held_out)} colour-shape pairs are never shown"
@@ -153,7 +156,7 @@ def run_demo(
         "plots": {name: str(path) for name, path in plots.items() if path is not None and Path(path).is_file()},
     }
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
-    atomic_write(out / MARKER, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
+    write_json(out / MARKER, results)
     return DemoResult(out, results, evaluation)
 
 
@@ -162,7 +165,7 @@ def _prepare(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise ValueError(f"{out} is a file; --out needs a folder")
+        raise ConfigError(f"{out} is a file; --out needs a folder")
     if not any(out.iterdir()):
         return
     marker = out / MARKER
@@ -171,7 +174,7 @@ def _prepare(out: Path) -> None:
     except (OSError, ValueError, AttributeError):
         earlier = False
     if not earlier:
-        raise ValueError(f"{out} is not empty and holds no earlier demo; choose another --out")
+        raise ConfigError(f"{out} is not empty and holds no earlier demo; choose another --out")
     for name in ("checkpoints", "plots", "tensorboard"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("metrics.jsonl", "skipped.jsonl", "summary.json", "config.yaml", "model.safetensors", MARKER):

@@ -14,24 +14,24 @@ import torch
 
 @dataclass
 class ClassificationReport:
+    """Accuracies as fractions (0.634), as every file cliplab writes them; percent only on screen."""
+
     classes: list[str]
-    top1: float  # percent
-    top5: float  # percent; equal to 100 with five classes or fewer
-    mean_per_class_recall: float  # percent, over the classes that have examples
+    top1: float
+    top5: float  # 1 with five classes or fewer
+    mean_per_class_recall: float  # over the classes that have examples
     confusion: torch.Tensor  # (classes, classes) counts: row = true class, column = predicted class
     count: int
 
     @property
     def chance(self) -> float:
-        """Top-1 of guessing uniformly at random, in percent."""
-        return 100.0 / len(self.classes)
+        """Top-1 of guessing uniformly at random."""
+        return 1.0 / len(self.classes)
 
     def per_class_recall(self) -> dict[str, float]:
         totals = self.confusion.sum(dim=1)
         return {
-            name: 100.0 * self.confusion[i, i].item() / totals[i].item()
-            for i, name in enumerate(self.classes)
-            if totals[i] > 0
+            name: self.confusion[i, i].item() / totals[i].item() for i, name in enumerate(self.classes) if totals[i] > 0
         }
 
     def to_dict(self) -> dict:
@@ -67,9 +67,9 @@ def classification_report(scores: torch.Tensor, labels: torch.Tensor, classes: S
     recall = confusion.diagonal()[present].double() / totals[present].double()
     return ClassificationReport(
         classes=list(classes),
-        top1=100.0 * hits[:, 0].double().mean().item(),
-        top5=100.0 * hits.any(dim=1).double().mean().item(),
-        mean_per_class_recall=100.0 * recall.mean().item(),
+        top1=hits[:, 0].double().mean().item(),
+        top5=hits.any(dim=1).double().mean().item(),
+        mean_per_class_recall=recall.mean().item(),
         confusion=confusion,
         count=len(labels),
     )

@@ -1,8 +1,8 @@
-"""Image features of a labelled set: batched, in worker processes, cached on disk.
+"""Image features of a source for evaluation: encoded once (`cliplab.encode`), cached on disk.
 
-An image that cannot be decoded is skipped and listed, never fatal. The cache is keyed by the model's
-weights, the images (their fingerprint) and the preprocessing, so a second evaluation of the same
-model on the same data reads the features back instead of running the model.
+The cache is keyed by the model's weights, the source's fingerprint and the preprocessing, so a
+second evaluation of the same model on the same data reads the features back instead of running the
+model. An image that cannot be decoded is skipped and listed, never fatal.
 """
 
 from __future__ import annotations
@@ -15,114 +15,76 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from safetensors import safe_open
 
-from ..checkpoints.files import save_safetensors
-from ..data.decode import BadSample
-from ..models import CLIP
-from ..models.fingerprint import model_fingerprint
+from ..data import Source
+from ..encode import embed_images
+from ..errors import SourceError
+from ..files import cache_dir, save_safetensors
+from ..models import Model, model_fingerprint
 from ..transforms import model_transform
-from .datasets import LabelledImages
 
-CACHE_VERSION = "1"  # bump when the way features are computed changes
+CACHE_VERSION = "2"  # bump when the way features are computed or stored changes
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How image features are computed: batches, loading processes, the on-disk cache, a progress bar."""
+
+    batch_size: int = 256
+    workers: int = 2
+    cache: bool = True
+    cache_dir: str | os.PathLike | None = None  # default: $CLIPLAB_CACHE/features
+    # names the model in cache keys; default a digest of every weight (exact, but reads them all)
+    model_id: str | None = None
+    progress: bool = True
 
 
 @dataclass
 class ImageFeatures:
     features: torch.Tensor  # (M, D) float32, L2-normalised, for the images that could be read
-    labels: torch.Tensor  # (M,)
-    kept: torch.Tensor  # (M,) indices of those images in the set
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
+    labels: torch.Tensor  # (M,) their labels (-1 where an item has none)
+    kept: torch.Tensor  # (M,) positions of those images among the source's items
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item key, reason)
     from_cache: bool = False
 
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CLIPLAB_CACHE") or Path.home() / ".cache" / "cliplab") / "features"
-
-
-class _Pixels(Dataset):
-    def __init__(self, data: LabelledImages, transform):
-        self.data, self.transform = data, transform
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int):
-        try:
-            image = self.data.load(i)
-            return i, self.transform(image), None
-        except BadSample as err:
-            return i, None, err.reason
-
-
-def _collate(items):
-    good = [(i, pixels) for i, pixels, _ in items if pixels is not None]
-    bad = [(i, reason) for i, pixels, reason in items if pixels is None]
-    indices = torch.tensor([i for i, _ in good], dtype=torch.long)
-    pixels = torch.stack([p for _, p in good]) if good else None
-    return indices, pixels, bad
+    def rows(self, rows: torch.Tensor) -> ImageFeatures:
+        """These features restricted to `rows` (positions among them, not among the items)."""
+        return ImageFeatures(self.features[rows], self.labels[rows], self.kept[rows], self.skipped, self.from_cache)
 
 
 @torch.no_grad()
-def image_features(
-    model: CLIP,
-    data: LabelledImages,
-    batch_size: int = 256,
-    workers: int = 2,
-    cache_dir: str | os.PathLike | None = None,
-    use_cache: bool = True,
-    model_id: str | None = None,
-    progress: bool = True,
-) -> ImageFeatures:
-    """Normalised image features of `data` with the model's evaluation preprocessing."""
-    transform = model_transform(model)
-    device = next(model.parameters()).device
-    path = None
-    if use_cache:
-        key = hashlib.sha256(
-            f"{CACHE_VERSION}|{model_id or model_fingerprint(model)}|{data.fingerprint}|{_describe(transform)}".encode()
-        ).hexdigest()[:32]
-        path = Path(cache_dir or default_cache_dir()) / f"{data.name}-{key}.safetensors"
-        if path.is_file():
-            return _read(path)
-    model.eval()
-    loader = DataLoader(
-        _Pixels(data, transform), batch_size=batch_size, num_workers=workers, collate_fn=_collate, shuffle=False
+def image_features(model: Model, source: Source, options: FeatureOptions = FeatureOptions()) -> ImageFeatures:
+    """Normalised image features of every readable item of `source`, with the model's evaluation preprocessing."""
+    path = _cache_path(model, source, options) if options.cache else None
+    if path is not None and path.is_file():
+        return _read(path)
+    items = source.items
+    embedded = embed_images(
+        model, items, options.batch_size, options.workers, progress=options.progress, desc=f"embed {source.name}"
     )
-    parts, kept, skipped = [], [], []
-    with tqdm(total=len(data), desc=f"embed {data.name}", unit="image", disable=not progress) as bar:
-        for indices, pixels, bad in loader:
-            skipped += [(data.ids[i], reason) for i, reason in bad]
-            if pixels is not None:
-                parts.append(model.encode_image(pixels.to(device), normalize=True).float().cpu())
-                kept.append(indices)
-            bar.update(len(indices) + len(bad))
-    if not parts:
-        raise ValueError(f"{data.name}: none of its {len(data)} images could be read ({skipped[0][1]}, ...)")
-    kept_indices = torch.cat(kept)
-    result = ImageFeatures(
-        torch.cat(parts), torch.tensor(data.labels)[kept_indices], kept_indices, skipped, from_cache=False
-    )
+    skipped = [(items[s.index].key, s.reason) for s in embedded.skipped]
+    if not len(embedded.kept):
+        raise SourceError(f"{source.name}: none of its {len(items)} images could be read ({skipped[0][1]}, ...)")
+    labels = torch.tensor([-1 if items[i].label is None else items[i].label for i in embedded.kept.tolist()])
+    result = ImageFeatures(embedded.features, labels, embedded.kept, skipped)
     if path is not None:
-        save_safetensors(
-            {"features": result.features, "labels": result.labels, "kept": result.kept},
-            path,
-            metadata={"skipped": json.dumps(skipped)},
-        )
+        tensors = {"features": result.features, "labels": result.labels, "kept": result.kept}
+        save_safetensors(tensors, path, metadata={"skipped": json.dumps(skipped)})
     return result
 
 
-def _describe(transform) -> str:
+def _cache_path(model: Model, source: Source, options: FeatureOptions) -> Path:
     # repr() names functions with their memory address, which differs from run to run
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(transform))
+    transform = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(model_transform(model)))
+    model_id = options.model_id or model_fingerprint(model)
+    key = hashlib.sha256(f"{CACHE_VERSION}|{model_id}|{source.fingerprint}|{transform}".encode()).hexdigest()[:32]
+    folder = Path(options.cache_dir) if options.cache_dir is not None else cache_dir() / "features"
+    return folder / f"{source.name}-{key}.safetensors"
 
 
 def _read(path: Path) -> ImageFeatures:
-    from safetensors import safe_open
-
-    tensors = load_file(path)
     with safe_open(path, "pt") as f:
         skipped = [tuple(item) for item in json.loads(f.metadata().get("skipped", "[]"))]
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
     return ImageFeatures(tensors["features"], tensors["labels"], tensors["kept"], skipped, from_cache=True)

@@ -14,25 +14,29 @@ higher than on the clean ones, and how much of the reported accuracy could the o
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .datasets import LabelledImages
+from ..data import Source
+from ..models import Model
+from .features import FeatureOptions, image_features
+from .results import TaskResult
+from .zeroshot_classification import DEFAULT_TEMPLATES, zero_shot_classification
 
 
-def content_hashes(data: LabelledImages, indices: list[int] | None = None) -> list[str]:
-    """sha256 of each image's file bytes where its id is a file, otherwise of its decoded pixels."""
+def content_hashes(source: Source, indices: list[int] | None = None) -> list[str]:
+    """sha256 of each image's encoded bytes where it has them (files, shards), otherwise of its decoded pixels."""
     hashes = []
-    for i in indices if indices is not None else range(len(data)):
-        path = Path(data.ids[i])
-        if path.is_file():
-            hashes.append(hashlib.sha256(path.read_bytes()).hexdigest())
-        else:
-            image = data.load(i)
-            hashes.append(hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest())
+    for i in indices if indices is not None else range(len(source.items)):
+        item = source.items[i]
+        content = item.content()
+        if content is None:
+            with item.open_image() as image:
+                content = f"{image.mode}{image.size}".encode() + image.tobytes()
+        hashes.append(hashlib.sha256(content).hexdigest())
     return hashes
 
 
@@ -87,3 +91,58 @@ def accuracy_split(correct: torch.Tensor, overlap: Overlap) -> dict[str, float |
         "acc1_overlapping": share(correct[mask]),
         "acc1_clean": share(correct[~mask]),
     }
+
+
+@dataclass
+class OverlapResult(TaskResult):
+    task = "overlap"
+    dataset: str
+    train: str  # the training set's name
+    train_images: int
+    threshold: float
+    summary: dict[str, float | int | None]  # accuracy_split's figures
+    overlapping: list[dict]  # each overlapping image, its nearest training image, their similarity
+
+    def metrics(self) -> dict[str, float | int | None]:
+        return self.summary
+
+    def details(self) -> dict:
+        return {
+            "train": self.train,
+            "train_images": self.train_images,
+            "threshold": self.threshold,
+            "overlapping": self.overlapping,
+        }
+
+
+def overlap(
+    model: Model,
+    test: Source,
+    train: Source,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    threshold: float = 0.99,
+    options: FeatureOptions = FeatureOptions(),
+) -> OverlapResult:
+    """Which of `test`'s images are in `train` (any source of images), and zero-shot accuracy on those and the rest."""
+    zero_shot = zero_shot_classification(model, test, templates, options=options)
+    test_source = test.labelled()
+    tested, trained = zero_shot.features, image_features(model, train, options)
+    found = find_overlap(
+        tested.features,
+        trained.features,
+        content_hashes(test_source, tested.kept.tolist()),
+        content_hashes(train, trained.kept.tolist()),
+        threshold,
+    )
+    correct = zero_shot.scores.argmax(dim=1) == tested.labels  # zero-shot, image by image
+    pairs = [
+        {
+            "image": test_source.items[int(tested.kept[i])].key,
+            "train_image": train.items[int(trained.kept[found.nearest[i]])].key,
+            "similarity": float(found.similarity[i]),
+            "exact": bool(found.exact[i]),
+        }
+        for i in found.overlapping.nonzero().flatten().tolist()
+    ]
+    summary = accuracy_split(correct, found)
+    return OverlapResult(test_source.name, train.name, len(trained.kept), threshold, summary, pairs)

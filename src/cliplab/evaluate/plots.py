@@ -1,6 +1,7 @@
-"""Plots of evaluation results: the confusion matrix of a classification report.
+"""Plots of evaluation results: a confusion matrix, retrieval examples, few-shot accuracy against k.
+Accuracies are drawn in percent.
 
-matplotlib comes with the `train` extra; without it a warning is given and no picture written.
+matplotlib comes with the `train` and `eval` extras; without it a warning is given and no picture written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        warnings.warn("plots need matplotlib: pip install 'cliplab[train]'", stacklevel=3)
+        warnings.warn("plots need matplotlib: pip install 'cliplab[eval]'", stacklevel=3)
         return None
     return plt
 
@@ -53,7 +54,7 @@ def plot_confusion(report: ClassificationReport, out: Path, title: str) -> Path 
                     fontsize=7,
                     color="white" if share[i, j] > 0.5 else "black",
                 )
-    axis.set_title(f"{title}\ntop-1 {report.top1:.1f}% ({n} classes, chance {report.chance:.1f}%)", fontsize=10)
+    axis.set_title(f"{title}\ntop-1 {report.top1:.1%} ({n} classes, chance {report.chance:.1%})", fontsize=10)
     figure.tight_layout()
     return save_figure(plt, figure, out)
 
@@ -80,5 +81,28 @@ def plot_retrieval_examples(examples: list, out: Path, columns: int = 4) -> Path
         axis.imshow(image)
         lines = [textwrap.fill(f"{'*' if right else ' '} {score:.2f} {caption}", 48) for caption, score, right in top]
         axis.set_title("\n".join(lines), fontsize=7, loc="left", color="green" if top[0][2] else "red")
+    figure.tight_layout()
+    return save_figure(plt, figure, out)
+
+
+def plot_few_shot(draws, zero_shot_top1: float | None, out: Path, title: str) -> Path | None:
+    """Top-1 against k (log scale), each draw as a dot, with the zero-shot accuracy as a line
+    (`draws`: a `FewShotDraws`)."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 4))
+    ks = sorted(draws.top1)
+    axis.plot(ks, [100 * draws.mean(k) for k in ks], marker="o", label="linear probe, k per class (mean)")
+    for k in ks:
+        axis.scatter([k] * len(draws.top1[k]), [100 * v for v in draws.top1[k]], color="grey", s=8)
+    if zero_shot_top1 is not None:
+        axis.axhline(100 * zero_shot_top1, color="red", linestyle="--", label="zero-shot")
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(ks, [str(k) for k in ks])
+    axis.set_xlabel("training examples per class")
+    axis.set_ylabel("top-1 (%)")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(plt, figure, out)

@@ -9,30 +9,49 @@ as fractions (0.634, not 63.4), `acc1`, `acc5`, `mean_per_class_recall`,
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..checkpoints.files import atomic_write
+from ..files import write_json
 from .classification import ClassificationReport
 
 
+class TaskResult:
+    """What every evaluation task returns: its metrics, the details beside them, and `write`."""
+
+    task: ClassVar[str]
+    dataset: str
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """The CLIP_benchmark metrics (fractions)."""
+        raise NotImplementedError
+
+    def details(self) -> dict[str, Any]:
+        """Everything else the JSON file records (classes, skipped images, ...)."""
+        return {}
+
+    def write(self, out: str | Path, model: str) -> Path:
+        """`{out}/{dataset}__{model}__{task}.json`, written atomically; returns its path."""
+        return write_result(out, self.dataset, model, self.task, self.metrics(), **self.details())
+
+
+def skipped_list(features, problems: list[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """Every image left out, with why: those that could not be read, then what the source itself left out."""
+    return [{"image": key, "reason": reason} for key, reason in [*features.skipped, *problems]]
+
+
 def classification_metrics(report: ClassificationReport) -> dict[str, float]:
-    return {
-        "acc1": report.top1 / 100,
-        "acc5": report.top5 / 100,
-        "mean_per_class_recall": report.mean_per_class_recall / 100,
-    }
+    return {"acc1": report.top1, "acc5": report.top5, "mean_per_class_recall": report.mean_per_class_recall}
 
 
-def retrieval_metrics_in_benchmark_names(metrics: dict[str, float]) -> dict[str, float]:
-    """cliplab's `text_to_image_R@5` (percent) as CLIP_benchmark's `image_retrieval_recall@5` (fraction)."""
+def benchmark_names(metrics: dict[str, float]) -> dict[str, float]:
+    """cliplab's `text_to_image_R@5` as CLIP_benchmark's `image_retrieval_recall@5` (both fractions)."""
     renamed = {}
     for key, value in metrics.items():
         if match := re.fullmatch(r"(text_to_image|image_to_text)_R@(\d+)", key):
             kind = "image" if match.group(1) == "text_to_image" else "text"
-            renamed[f"{kind}_retrieval_recall@{match.group(2)}"] = value / 100
+            renamed[f"{kind}_retrieval_recall@{match.group(2)}"] = value
         else:
             renamed[key] = value
     return renamed
@@ -44,5 +63,5 @@ def write_result(out: str | Path, dataset: str, model: str, task: str, metrics: 
     record.update(language="en", **extra)
     name = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part) for part in (dataset, model, task))
     path = Path(out) / f"{name}.json"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    write_json(path, record)
     return path

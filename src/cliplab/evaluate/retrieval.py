@@ -47,11 +47,11 @@ def retrieval_metrics(
     text_to_image: torch.Tensor,
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
-    """Recall@K in percent and median rank, both directions: `image_to_text_R@1`, ..., `text_to_image_median_rank`."""
+    """Recall@K (fractions) and median rank, both directions: `image_to_text_R@1`, ..., `text_to_image_median_rank`."""
     image_ranks, text_ranks = retrieval_ranks(image_features, text_features, text_to_image)
     metrics = {}
     for direction, ranks in (("image_to_text", image_ranks), ("text_to_image", text_ranks)):
         for k in ks:
-            metrics[f"{direction}_R@{k}"] = 100.0 * int((ranks <= k).sum()) / len(ranks)
+            metrics[f"{direction}_R@{k}"] = int((ranks <= k).sum()) / len(ranks)
         metrics[f"{direction}_median_rank"] = ranks.float().median().item()
     return metrics

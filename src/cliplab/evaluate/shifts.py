@@ -9,10 +9,13 @@ the same classes (a real shifted set) is evaluated the same way.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps
 
-from .datasets import LabelledImages
+from ..data import MAX_PIXELS, Item, Source
+from ..errors import ConfigError
 
 
 def grayscale(image: Image.Image) -> Image.Image:
@@ -46,23 +49,21 @@ def jpeg(image: Image.Image, quality: int = 8) -> Image.Image:
 SHIFTS = {"grayscale": grayscale, "blur": blur, "low_resolution": low_resolution, "sketch": sketch, "jpeg": jpeg}
 
 
-class _Shifted:
-    def __init__(self, load, shift):
-        self.load, self.shift = load, shift
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ShiftedItem(Item):
+    """Another item's image, seen through a shift."""
 
-    def __call__(self, i: int) -> Image.Image:
-        return self.shift(self.load(i))
+    inner: Item
+    shift: Callable[[Image.Image], Image.Image]
+
+    def open_image(self, max_pixels: int = MAX_PIXELS) -> Image.Image:
+        with self.inner.open_image(max_pixels) as image:
+            return self.shift(image)
 
 
-def shifted(data: LabelledImages, name: str) -> LabelledImages:
-    """`data` with every image passed through the shift `name` (one of SHIFTS)."""
+def shifted(source: Source, name: str) -> Source:
+    """`source` with every image passed through the shift `name` (one of SHIFTS)."""
     if name not in SHIFTS:
-        raise ValueError(f"unknown shift {name!r}; choose from {', '.join(SHIFTS)}")
-    return LabelledImages(
-        f"{data.name}-{name}",
-        data.classes,
-        data.labels,
-        _Shifted(data.load, SHIFTS[name]),
-        f"{data.fingerprint}-{name}",
-        data.ids,
-    )
+        raise ConfigError(f"unknown shift {name!r}; choose from {', '.join(SHIFTS)}")
+    items = [ShiftedItem(i.key, i.captions, i.label, inner=i, shift=SHIFTS[name]) for i in source.items]
+    return source.derived(f"{source.name}-{name}", f"{source.fingerprint}-{name}", items)

@@ -1,4 +1,4 @@
-"""Zero-shot classification of a labelled image set: the paper's protocol.
+"""Zero-shot classification of a labelled source: the paper's protocol.
 
 Class names become prompts through the templates, the prompts are ensembled in embedding space
 (`cliplab.zeroshot.build_classifier`), and each image takes the class whose text embedding is most
@@ -8,33 +8,64 @@ similar. Reported: top-1, top-5, mean per-class recall and the confusion matrix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from ..models import CLIP
-from ..models.clip import MAX_LOGIT_SCALE
-from ..zeroshot import build_classifier
+from ..data import Source
+from ..errors import SourceError
+from ..models import Model
+from ..zeroshot import build_classifier, check_templates, probabilities
 from .classification import ClassificationReport, classification_report
-from .datasets import LabelledImages
-from .features import ImageFeatures, image_features
+from .features import FeatureOptions, ImageFeatures, image_features
+from .results import TaskResult, classification_metrics, skipped_list
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+@dataclass
+class ZeroShotClassification(TaskResult):
+    task = "zeroshot_classification"
+    dataset: str
+    report: ClassificationReport
+    templates: list[str]
+    features: ImageFeatures  # the image features it used, for other tasks on the same images
+    scores: torch.Tensor  # (images, classes) probabilities
+    problems: list[tuple[str, str]]  # what the source left out (unlabelled images, cut-off shards)
+
+    def metrics(self) -> dict[str, float]:
+        return classification_metrics(self.report)
+
+    def details(self) -> dict:
+        report = self.report
+        return {
+            "classes": report.classes,
+            "images": report.count,
+            "chance": report.chance,
+            "templates": self.templates,
+            "per_class_recall": report.per_class_recall(),
+            "confusion_matrix": report.confusion.tolist(),
+            "skipped": skipped_list(self.features, self.problems),
+        }
 
 
 @torch.no_grad()
 def zero_shot_classification(
-    model: CLIP,
-    data: LabelledImages,
-    templates: Sequence[str],
+    model: Model,
+    source: Source,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
     classnames: Sequence[str] | None = None,
     features: ImageFeatures | None = None,
-    **feature_options,
-) -> tuple[ClassificationReport, ImageFeatures]:
-    """(report, the image features it used); `feature_options` go to `image_features` (cache, workers, ...)."""
-    classnames = list(classnames) if classnames is not None else data.classes
-    if len(classnames) != len(data.classes):
-        raise ValueError(f"{len(classnames)} class names for the {len(data.classes)} classes of {data.name}")
-    features = features if features is not None else image_features(model, data, **feature_options)
-    progress = feature_options.get("progress", False)
-    weights = build_classifier(model, classnames, templates, progress=progress).float().cpu()
-    scale = model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE).float().cpu()
-    probabilities = (scale * features.features @ weights).softmax(dim=-1)
-    return classification_report(probabilities, features.labels, classnames), features
+    options: FeatureOptions = FeatureOptions(),
+) -> ZeroShotClassification:
+    """Each labelled image of `source` classified among the class names (default: the source's classes)."""
+    source = source.labelled()
+    classnames = list(classnames) if classnames is not None else source.classes
+    if len(classnames) != len(source.classes):
+        raise SourceError(f"{len(classnames)} class names for the {len(source.classes)} classes of {source.name}")
+    templates = check_templates(list(templates), "templates")
+    features = features if features is not None else image_features(model, source, options)
+    weights = build_classifier(model, classnames, templates, progress=options.progress).float().cpu()
+    scores = probabilities(model, features.features, weights)
+    report = classification_report(scores, features.labels, classnames)
+    return ZeroShotClassification(source.name, report, templates, features, scores, source.problems)

@@ -7,7 +7,6 @@ OpenAI-compatible models, cliplab's) becomes a model without a configuration fil
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -16,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .clip import CLIP
 from .config import CLIPConfig, TextConfig, VisionConfig, get_config
-from .towers_clip import TowersCLIP, TowersConfig
+from .weights import load_weights
 
 # Entries in OpenAI's TorchScript state dicts that are not parameters of the model.
 NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -58,18 +57,6 @@ def build_model(
     return model.eval()
 
 
-def build_towers_model(
-    state_dict: Mapping[str, torch.Tensor], config: TowersConfig, image_size: int | None = None
-) -> TowersCLIP:
-    """A `TowersCLIP` holding `state_dict`. `image_size` runs it at another resolution, which
-    convolutional backbones (the usual image towers) take as they are."""
-    if image_size is not None and image_size != config.image.image_size:
-        config = dataclasses.replace(config, image=dataclasses.replace(config.image, image_size=image_size))
-    model = TowersCLIP(config)
-    load_weights(model, state_dict)
-    return model.eval()
-
-
 def infer_config(state_dict: Mapping[str, torch.Tensor], activation: str = "quick_gelu") -> CLIPConfig:
     """The CLIPConfig whose parameters have exactly these shapes."""
     try:
@@ -84,6 +71,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], activation: str = "quic
                 layers=_count_blocks(state_dict, r"transformer\.resblocks\.(\d+)\."),
             ),
             activation=activation,
+            logit_bias="logit_bias" in state_dict,
         )
     except KeyError as missing:
         raise CheckpointError(
@@ -112,33 +100,6 @@ def _count_blocks(sd: Mapping[str, Any], pattern: str) -> int:
     return len({m.group(1) for key in sd if (m := regex.match(key))})
 
 
-def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """`load_state_dict(strict=True)` with one readable error listing every mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state_dict and state_dict[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
-    if problems:
-        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
-
-
-def _listing(items: list[str], limit: int = 8) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
 def resize_positional_embedding(
     state_dict: Mapping[str, torch.Tensor], config: CLIPConfig, image_size: int
 ) -> dict[str, torch.Tensor]:
@@ -154,7 +115,7 @@ def resize_positional_embedding(
     else:
         key, stride = "visual.positional_embedding", vision.patch_size
     if image_size % stride:
-        raise ValueError(f"image size {image_size} is not a multiple of {stride} for this model")
+        raise ConfigError(f"image size {image_size} is not a multiple of {stride} for this model")
     old_grid, new_grid = vision.image_size // stride, image_size // stride
     pos = state_dict[key]
     first, grid = pos[:1], pos[1:]  # 1 D, (G*G) D

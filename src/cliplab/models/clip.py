@@ -8,14 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..tokenizer import BPETokenize
 from ..transforms import OPENAI_MEAN, OPENAI_STD
 from .config import CLIPConfig
 from .layers import LayerNorm, Transformer, init_transformer_
 from .modified_resnet import ModifiedResNet
+from .protocol import SIGLIP_INIT_BIAS, logits
 from .vision_transformer import VisionTransformer
 
-MAX_LOGIT_SCALE = 100.0
 # Texts per length bucket when a batch is split by length: enough rows for efficient matrix products.
 TEXT_BUCKET_ROWS = 64
 
@@ -51,6 +52,10 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm(text.width)
         self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # SigLIP's learned bias, for models trained with the sigmoid loss (`models.add_logit_bias`)
+        self.register_parameter(
+            "logit_bias", nn.Parameter(torch.tensor(SIGLIP_INIT_BIAS)) if config.logit_bias else None
+        )
         # Run the text tower only up to the longest end-of-text position of each batch. The mask is
         # causal, so later positions never reach the feature: same result, less work.
         self.trim_text_padding = True
@@ -75,6 +80,10 @@ class CLIP(nn.Module):
         return self.config.text.context_length
 
     @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
     def tokenizer(self) -> BPETokenize:
         """Texts -> token ids for `encode_text` (OpenAI's BPE at this model's context length)."""
         return BPETokenize(self.context_length)
@@ -92,9 +101,9 @@ class CLIP(nn.Module):
         if tower == "image":
             visual = self.visual
             if isinstance(visual, VisionTransformer):
+                stem = ["visual.conv1", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre"]
                 blocks = [[f"visual.transformer.resblocks.{i}"] for i in range(len(visual.transformer.resblocks))]
-                return [["visual.conv1", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre"],
-                        *blocks, ["visual.ln_post", "visual.proj"]]  # fmt: skip
+                return [stem, *blocks, ["visual.ln_post", "visual.proj"]]
             stages = ("layer1", "layer2", "layer3", "layer4")
             stem = [f"visual.{name}" for name, _ in visual.named_children() if name not in (*stages, "attnpool")]
             blocks = [[f"visual.{stage}.{i}"] for stage in stages for i in range(len(getattr(visual, stage)))]
@@ -102,7 +111,7 @@ class CLIP(nn.Module):
         if tower == "text":
             blocks = [[f"transformer.resblocks.{i}"] for i in range(len(self.transformer.resblocks))]
             return [["token_embedding", "positional_embedding"], *blocks, ["ln_final", "text_projection"]]
-        raise ValueError(f"unknown tower {tower!r}; choose 'image' or 'text'")
+        raise ConfigError(f"unknown tower {tower!r}; choose 'image' or 'text'")
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.transformer.grad_checkpointing = enabled
@@ -141,8 +150,9 @@ class CLIP(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # N E
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits_per_image, logits_per_text): exp(t) * cosine similarity, exp(t) capped at 100."""
-        image_features = self.encode_image(image, normalize=True)
-        text_features = self.encode_text(text, normalize=True)
-        logits_per_image = self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * image_features @ text_features.t()
+        """(logits_per_image, logits_per_text): exp(t) * cosine similarity (exp(t) capped at 100), plus
+        the learned bias of a model trained with the sigmoid loss."""
+        logits_per_image = logits(
+            self, self.encode_image(image, normalize=True), self.encode_text(text, normalize=True)
+        )
         return logits_per_image, logits_per_image.t()

@@ -14,6 +14,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..errors import ConfigError
+
 ACTIVATIONS = ("quick_gelu", "gelu")
 
 
@@ -32,14 +34,14 @@ class VisionConfig:
             object.__setattr__(self, "layers", tuple(self.layers))
         if self.is_resnet:
             if len(self.layers) != 4:
-                raise ValueError(f"a ModifiedResNet needs 4 stage depths, got {self.layers}")
+                raise ConfigError(f"a ModifiedResNet needs 4 stage depths, got {self.layers}")
             if self.image_size % 32:
-                raise ValueError(f"a ModifiedResNet needs an image size divisible by 32, got {self.image_size}")
+                raise ConfigError(f"a ModifiedResNet needs an image size divisible by 32, got {self.image_size}")
         else:
             if not self.patch_size:
-                raise ValueError("a VisionTransformer needs a patch_size")
+                raise ConfigError("a VisionTransformer needs a patch_size")
             if self.image_size % self.patch_size:
-                raise ValueError(f"image size {self.image_size} is not a multiple of patch size {self.patch_size}")
+                raise ConfigError(f"image size {self.image_size} is not a multiple of patch size {self.patch_size}")
 
     @property
     def is_resnet(self) -> bool:
@@ -68,6 +70,8 @@ class CLIPConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     activation: str = "quick_gelu"
+    # A learned bias added to every logit (SigLIP's sigmoid loss learns one): logits = exp(t) cos + b.
+    logit_bias: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.vision, dict):
@@ -75,7 +79,7 @@ class CLIPConfig:
         if isinstance(self.text, dict):
             object.__setattr__(self, "text", _from_fields(TextConfig, self.text, "text"))
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
+            raise ConfigError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,7 +115,7 @@ def _from_fields(cls: type, data: dict[str, Any], what: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown {what} configuration keys {sorted(unknown)}; expected some of {sorted(names)}")
+        raise ConfigError(f"unknown {what} configuration keys {sorted(unknown)}; expected some of {sorted(names)}")
     return cls(**data)
 
 
@@ -152,7 +156,7 @@ def display_name(name: str) -> str:
     """OpenAI's spelling of a built-in model name: 'vit-b-32-quickgelu' -> 'ViT-B/32'."""
     entry = _named_configs().get(_canonical(name))
     if entry is None:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     return entry[0]
 
 

@@ -1,23 +1,20 @@
 """Search a collection by text or by example: embed it (`embed_collection`), index it
 (`index_collection`), query it (`Searcher`). Needs the `search` extra: pip install 'cliplab[search]'."""
 
-from .collection import Collection, Item
+from .collection import Collection, CollectionItem
 from .embed import EmbedReport, embed_collection
 from .index import IndexInfo, build_index, index_collection, load_index
 from .searcher import Hit, Searcher
-from .sources import Source, open_source
 
 __all__ = [
     "Collection",
     "EmbedReport",
     "Hit",
     "IndexInfo",
-    "Item",
+    "CollectionItem",
     "Searcher",
-    "Source",
     "build_index",
     "embed_collection",
     "index_collection",
     "load_index",
-    "open_source",
 ]

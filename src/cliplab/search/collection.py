@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelMismatch
+from ..data import item_at
+from ..errors import ModelMismatch, SourceError
+from ..extras import require
 
 FORMAT = "cliplab-embeddings/1"
 MANIFEST = "manifest.json"
@@ -24,14 +26,11 @@ def shard_name(n: int) -> str:
 
 
 def require_pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise ImportError("embedding collections need pyarrow and faiss: pip install 'cliplab[search]'") from None
+    require("pyarrow", "search", "an embedding collection")
 
 
 @dataclass
-class Item:
+class CollectionItem:
     id: int
     key: str
     path: str
@@ -55,14 +54,15 @@ class Collection:
         folder = Path(folder)
         path = folder / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{folder}: no {MANIFEST}; make a collection with `cliplab embed SOURCE --out {folder}`"
-            )
-        manifest = json.loads(path.read_text())
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"{folder}: {MANIFEST} is not a cliplab embedding manifest ({FORMAT})")
+            raise SourceError(f"{folder}: no {MANIFEST}; make a collection with `cliplab embed SOURCE --out {folder}`")
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SourceError(f"{path} cannot be read as JSON ({err})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise SourceError(f"{folder}: {MANIFEST} is not a cliplab embedding manifest ({FORMAT})")
         if not manifest.get("complete"):
-            raise ValueError(
+            raise SourceError(
                 f"{folder}: the embedding run did not finish; run the same `cliplab embed` again to resume it"
             )
         return cls(folder, manifest)
@@ -95,11 +95,11 @@ class Collection:
     def embeddings(self, kind: str = "img_emb") -> np.ndarray:
         """(rows, dim) float32 embeddings of the images (`img_emb`) or the captions (`text_emb`)."""
         if kind == "text_emb" and not self.has_captions:
-            raise ValueError(f"{self.folder}: its source had no captions")
+            raise SourceError(f"{self.folder}: its source had no captions")
         parts = [np.load(path) for path in self._files(kind)]
         array = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
         if len(array) != len(self):
-            raise ValueError(f"{self.folder}: {len(array)} {kind} rows but the manifest says {len(self)}")
+            raise SourceError(f"{self.folder}: {len(array)} {kind} rows but the manifest says {len(self)}")
         return array
 
     @cached_property
@@ -111,22 +111,22 @@ class Collection:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(self.folder / "metadata" / f"metadata_{shard_name(n)}.parquet")
-                  for n in range(self.manifest["shards"])]  # fmt: skip
+        tables = [
+            pq.read_table(self.folder / "metadata" / f"metadata_{shard_name(n)}.parquet")
+            for n in range(self.manifest["shards"])
+        ]
         table = pa.concat_tables(tables)
         if len(table) != len(self):
-            raise ValueError(f"{self.folder}: {len(table)} metadata rows but the manifest says {len(self)}")
+            raise SourceError(f"{self.folder}: {len(table)} metadata rows but the manifest says {len(self)}")
         return {name: table.column(name).to_pylist() for name in table.column_names}
 
-    def item(self, id: int) -> Item:
+    def item(self, id: int) -> CollectionItem:
         if not 0 <= id < len(self):
             raise KeyError(id)
         columns = self._metadata
-        return Item(**{name: columns[name][id] for name in Item.__dataclass_fields__})
+        return CollectionItem(**{name: columns[name][id] for name in CollectionItem.__dataclass_fields__})
 
     def open_image(self, id: int):
         """The item's image, read from where it was embedded (a file or a byte range of a shard)."""
-        from .sources import Item as SourceItem
-
         item = self.item(id)
-        return SourceItem(item.key, item.path, item.caption, item.offset, item.size).open_image()
+        return item_at(item.key, item.path, item.offset, item.size).open_image()

@@ -20,23 +20,20 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..checkpoints.files import atomic_write
-from ..data.decode import MAX_PIXELS, BadSample
-from ..errors import ModelMismatch
-from ..models import CLIP
-from ..models.fingerprint import model_fingerprint
-from ..transforms import model_transform
+from ..data import MAX_PIXELS, Item, Source, open_source
+from ..encode import embed_images, embed_texts
+from ..errors import ConfigError, ModelMismatch, SourceError
+from ..files import atomic_write, write_json
+from ..models import Model, model_fingerprint
 from .collection import FORMAT, MANIFEST, require_pyarrow, shard_name
-from .sources import Item, Source, open_source
 
 DEFAULT_SHARD_SIZE = 10_000
 
@@ -57,45 +54,21 @@ class EmbedReport:
         return self.embedded_now / self.seconds if self.seconds > 0 else 0.0
 
 
-def model_identity(model: CLIP, checkpoint: str) -> dict:
+def model_identity(model: Model, checkpoint: str) -> dict:
     """What the manifest records about the model: its weights' fingerprint decides whether two models match."""
     return {
         "fingerprint": model_fingerprint(model),
         "checkpoint": str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else str(checkpoint),
         "config": model.config.to_dict(),
-        "embed_dim": model.config.embed_dim,
+        "embed_dim": model.embed_dim,
         "image_size": model.image_size,
     }
-
-
-class _Decoded(Dataset):
-    """(position, pixels, (width, height), None) or (position, None, None, reason) for each item."""
-
-    def __init__(self, items: list[Item], transform, max_pixels: int):
-        self.items, self.transform, self.max_pixels = items, transform, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        try:
-            with self.items[i].open_image(self.max_pixels) as image:
-                return i, self.transform(image), image.size, None
-        except BadSample as err:
-            return i, None, None, str(err)
-
-
-def _collate(batch):
-    good = [(i, pixels, size) for i, pixels, size, _ in batch if pixels is not None]
-    bad = [(i, reason) for i, pixels, _, reason in batch if pixels is None]
-    pixels = torch.stack([p for _, p, _ in good]) if good else None
-    return [i for i, _, _ in good], pixels, [s for _, _, s in good], bad
 
 
 def embed_collection(
     source: str | os.PathLike | Source,
     out: str | os.PathLike,
-    model: CLIP,
+    model: Model,
     checkpoint: str,
     shard_size: int = DEFAULT_SHARD_SIZE,
     batch_size: int = 256,
@@ -112,28 +85,20 @@ def embed_collection(
     """
     require_pyarrow()
     if shard_size < 1 or batch_size < 1:
-        raise ValueError("shard_size and batch_size must be positive")
+        raise ConfigError("shard_size and batch_size must be positive")
     started = time.perf_counter()
     source = source if isinstance(source, Source) else open_source(source, split=split)
+    if not source.file_backed:
+        raise SourceError(
+            f"{source.location}: a collection points back at its images, so it needs images stored in files "
+            "(a folder, a table or shards)"
+        )
     out = Path(out)
     model = model.eval()
-    identity = model_identity(model, checkpoint)
     shards = (len(source.items) + shard_size - 1) // shard_size
-    manifest = {
-        "format": FORMAT,
-        "model": identity,
-        "source": {"kind": source.kind, "location": source.location, "split": split, "items": len(source.items),
-                   "fingerprint": source.fingerprint},
-        "shard_size": shard_size,
-        "shards": shards,
-        "dim": model.config.embed_dim,
-        "dtype": "float16",
-        "captions": source.has_captions,
-        "complete": False,
-    }  # fmt: skip
+    manifest = _manifest(source, split, model, checkpoint, shard_size, shards)
     _start_or_resume(out, manifest)
 
-    transform = model_transform(model)
     done_before = sum((out / "done" / f"{shard_name(n)}.json").is_file() for n in range(shards))
     embedded_now, rows, skipped = 0, 0, []
     bar = tqdm(total=len(source.items), desc="embed", unit="image", disable=not progress, smoothing=0.1)
@@ -141,9 +106,7 @@ def embed_collection(
         items = source.items[n * shard_size : (n + 1) * shard_size]
         marker = out / "done" / f"{shard_name(n)}.json"
         if not marker.is_file():
-            _embed_shard(
-                out, n, items, rows, model, transform, source.has_captions, batch_size, workers, max_pixels, bar
-            )
+            _embed_shard(out, n, items, rows, model, source.has_captions, batch_size, workers, max_pixels, bar)
             embedded_now += len(items)
             if on_shard_done is not None:
                 on_shard_done(n)
@@ -158,13 +121,34 @@ def embed_collection(
         out / "skipped.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(s) + "\n" for s in skipped))
     )
     manifest.update(complete=True, rows=rows, skipped=len(skipped))
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     seconds = time.perf_counter() - started
     report = EmbedReport(out, rows, len(skipped), shards, embedded_now, seconds, done_before, source.problems)
+    timings = {"embedded": embedded_now, "resumed_shards": done_before, "seconds": round(seconds, 3)}
     with open(out / "runs.jsonl", "a") as log:  # the one file that differs between runs: timings
-        log.write(json.dumps({"embedded": embedded_now, "resumed_shards": done_before, "seconds": round(seconds, 3),
-                              "images_per_second": round(report.images_per_second, 2)}) + "\n")  # fmt: skip
+        log.write(json.dumps(timings | {"images_per_second": round(report.images_per_second, 2)}) + "\n")
     return report
+
+
+def _manifest(source: Source, split: str | None, model: Model, checkpoint: str, shard_size: int, shards: int) -> dict:
+    """The manifest of an embedding run: the model, the source, the layout; `complete` once all shards are."""
+    return {
+        "format": FORMAT,
+        "model": model_identity(model, checkpoint),
+        "source": {
+            "kind": source.kind,
+            "location": source.location,
+            "split": split,
+            "items": len(source.items),
+            "fingerprint": source.fingerprint,
+        },
+        "shard_size": shard_size,
+        "shards": shards,
+        "dim": model.embed_dim,
+        "dtype": "float16",
+        "captions": source.has_captions,
+        "complete": False,
+    }
 
 
 def _start_or_resume(out: Path, manifest: dict) -> None:
@@ -172,59 +156,51 @@ def _start_or_resume(out: Path, manifest: dict) -> None:
     if path.is_file():
         earlier = json.loads(path.read_text())
         if earlier.get("format") != FORMAT:
-            raise ValueError(f"{out} holds something other than cliplab embeddings; choose another --out")
+            raise SourceError(f"{out} holds something other than cliplab embeddings; choose another --out")
         if earlier["model"]["fingerprint"] != manifest["model"]["fingerprint"]:
             raise ModelMismatch(
                 f"{out} holds embeddings made by another model ({earlier['model']['checkpoint']}); "
                 "embeddings of two models cannot share a collection: choose another --out"
             )
         if earlier["source"] != manifest["source"] or earlier["shard_size"] != manifest["shard_size"]:
-            raise ValueError(
+            raise SourceError(
                 f"{out} holds embeddings of another source or shard size ({earlier['source']['location']}, "
                 f"{earlier['shard_size']} per shard); choose another --out, or delete it to start again"
             )
     elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty and holds no cliplab embeddings; choose another --out")
+        raise SourceError(f"{out} is not empty and holds no cliplab embeddings; choose another --out")
     for folder in ("img_emb", "text_emb", "metadata", "done"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    _write_json(path, manifest)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
+    write_json(path, manifest)
 
 
 @torch.no_grad()
-def _embed_shard(out, n, items, first_id, model, transform, captions, batch_size, workers, max_pixels, bar) -> None:
+def _embed_shard(
+    out: Path,
+    n: int,
+    items: Sequence[Item],
+    first_id: int,
+    model: Model,
+    captions: bool,
+    batch_size: int,
+    workers: int,
+    max_pixels: int,
+    bar: tqdm,
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    device = next(model.parameters()).device
-    loader = DataLoader(
-        _Decoded(items, transform, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate
-    )
-    kept, sizes, image_parts, skipped = [], [], [], []
-    for positions, pixels, batch_sizes, bad in loader:
-        skipped += [{"key": items[i].key, "path": items[i].path, "reason": reason} for i, reason in bad]
-        if pixels is not None:
-            image_parts.append(model.encode_image(pixels.to(device), normalize=True).float().cpu())
-            kept += positions
-            sizes += batch_sizes
-        bar.update(len(positions) + len(bad))
+    images = embed_images(model, items, batch_size, workers, max_pixels=max_pixels, progress=bar)
+    skipped = [{"key": items[s.index].key, "path": items[s.index].path, "reason": s.message} for s in images.skipped]
     for entry in skipped:
         bar.write(f"skipped {entry['key']}: {entry['reason']}", file=sys.stderr)
-    dim = model.config.embed_dim
-    image_emb = torch.cat(image_parts).numpy() if image_parts else np.zeros((0, dim), np.float32)
-    chosen = [items[i] for i in kept]
+    chosen = [items[i] for i in images.kept.tolist()]
     name = shard_name(n)
-    _save_npy(out / "img_emb" / f"img_emb_{name}.npy", image_emb)
+    _save_npy(out / "img_emb" / f"img_emb_{name}.npy", images.features.numpy())
     if captions:
-        text_emb = np.zeros((len(chosen), dim), np.float32)  # items without a caption keep a zero row
+        text_emb = np.zeros((len(chosen), model.embed_dim), np.float32)  # items without a caption keep a zero row
         with_caption = [row for row, item in enumerate(chosen) if item.caption is not None]
-        for start in range(0, len(with_caption), batch_size):
-            rows = with_caption[start : start + batch_size]
-            tokens = model.tokenizer([chosen[r].caption for r in rows]).to(device)
-            text_emb[rows] = model.encode_text(tokens, normalize=True).float().cpu().numpy()
+        text_emb[with_caption] = embed_texts(model, [chosen[r].caption for r in with_caption], batch_size).numpy()
         _save_npy(out / "text_emb" / f"text_emb_{name}.npy", text_emb)
     table = pa.table(
         {
@@ -232,14 +208,14 @@ def _embed_shard(out, n, items, first_id, model, transform, captions, batch_size
             "key": pa.array([item.key for item in chosen], pa.string()),
             "path": pa.array([item.path for item in chosen], pa.string()),
             "caption": pa.array([item.caption for item in chosen], pa.string()),
-            "width": pa.array([w for w, _ in sizes], pa.int32()),
-            "height": pa.array([h for _, h in sizes], pa.int32()),
-            "offset": pa.array([item.offset for item in chosen], pa.int64()),
-            "size": pa.array([item.size for item in chosen], pa.int64()),
+            "width": pa.array([w for w, _ in images.sizes], pa.int32()),
+            "height": pa.array([h for _, h in images.sizes], pa.int32()),
+            "offset": pa.array([getattr(item, "offset", None) for item in chosen], pa.int64()),
+            "size": pa.array([getattr(item, "size", None) for item in chosen], pa.int64()),
         }
     )
     atomic_write(out / "metadata" / f"metadata_{name}.parquet", lambda tmp: pq.write_table(table, tmp))
-    _write_json(out / "done" / f"{name}.json", {"rows": len(chosen), "skipped": skipped})
+    write_json(out / "done" / f"{name}.json", {"rows": len(chosen), "skipped": skipped})
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

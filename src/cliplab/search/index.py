@@ -19,11 +19,12 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..checkpoints.files import atomic_write
+from ..errors import ConfigError, SourceError
+from ..extras import require
+from ..files import atomic_write, write_json
 from .collection import Collection
 
 KINDS = ("flat", "hnsw", "ivfpq")
@@ -32,11 +33,7 @@ INDEX_FILE, INFO_FILE = "index/image.faiss", "index/image.json"
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("indexes need faiss: pip install 'cliplab[search]'") from None
-    return faiss
+    return require("faiss", "search", "an index")
 
 
 @dataclass
@@ -72,7 +69,7 @@ def build_index(vectors: np.ndarray, kind: str = "auto", params: dict | None = N
     rows, dim = vectors.shape
     kind = choose_kind(rows) if kind == "auto" else kind
     if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)} or auto")
+        raise ConfigError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)} or auto")
     params = default_params(kind, rows, dim) | dict(params or {})
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if kind == "flat":
@@ -82,9 +79,9 @@ def build_index(vectors: np.ndarray, kind: str = "auto", params: dict | None = N
         index.hnsw.efConstruction = params["ef_construction"]
     else:
         if rows < params["nlist"]:
-            raise ValueError(f"an ivfpq index needs at least nlist = {params['nlist']} rows; this has {rows}")
+            raise ConfigError(f"an ivfpq index needs at least nlist = {params['nlist']} rows; this has {rows}")
         if dim % params["m"]:
-            raise ValueError(f"ivfpq: m = {params['m']} must divide the dimension {dim}")
+            raise ConfigError(f"ivfpq: m = {params['m']} must divide the dimension {dim}")
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQ(quantizer, dim, params["nlist"], params["m"], 8, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(seed).choice(rows, size=min(rows, params["train_size"]), replace=False)
@@ -106,12 +103,18 @@ def index_collection(collection: Collection, kind: str = "auto", params: dict | 
     faiss = _faiss()
     started = time.perf_counter()
     index, kind, params = build_index(collection.image_vectors, kind, params)
-    info = IndexInfo(kind, index.ntotal, collection.dim, collection.model["fingerprint"], params,
-                     round(time.perf_counter() - started, 3))  # fmt: skip
+    info = IndexInfo(
+        kind,
+        index.ntotal,
+        collection.dim,
+        collection.model["fingerprint"],
+        params,
+        round(time.perf_counter() - started, 3),
+    )
     path = collection.folder / INDEX_FILE
     path.parent.mkdir(exist_ok=True)
     atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
-    atomic_write(collection.folder / INFO_FILE, lambda tmp: Path(tmp).write_text(json.dumps(asdict(info), indent=1)))
+    write_json(collection.folder / INFO_FILE, asdict(info))
     return info
 
 
@@ -123,7 +126,7 @@ def load_index(collection: Collection):
     faiss = _faiss()
     info = IndexInfo(**json.loads((collection.folder / INFO_FILE).read_text()))
     if info.rows != len(collection) or info.model != collection.model["fingerprint"]:
-        raise ValueError(
+        raise SourceError(
             f"{path} was built for another embedding run ({info.rows} rows); run `cliplab index {collection.folder}` again"
         )
     index = faiss.read_index(str(path))

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models import CLIP
-from ..models.clip import MAX_LOGIT_SCALE
-from ..models.fingerprint import model_fingerprint
+from ..encode import embed_texts
+from ..errors import QueryError
+from ..loading import load_model
+from ..models import Model, model_device, model_fingerprint
 from ..transforms import model_transform
-from ..zeroshot.classifier import PromptCache
+from ..zeroshot import PromptCache, build_classifier, probabilities
 from .collection import Collection
 from .index import build_index, load_index
 
@@ -35,7 +36,7 @@ class Hit:
 
 
 class Searcher:
-    def __init__(self, collection: Collection, model: CLIP, index=None, index_kind: str | None = None):
+    def __init__(self, collection: Collection, model: Model, index=None, index_kind: str | None = None):
         collection.check_model(model_fingerprint(model))
         self.collection, self.model = collection, model.eval()
         self.transform = model_transform(model)
@@ -48,8 +49,6 @@ class Searcher:
     @classmethod
     def open(cls, folder: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu") -> Searcher:
         """The collection in `folder` with its model: the manifest's checkpoint, or `checkpoint` if it is the same model."""
-        from ..loading import load_model
-
         collection = Collection.open(folder)
         model = load_model(checkpoint or collection.model["checkpoint"], device=device)
         index, info = load_index(collection)
@@ -59,16 +58,12 @@ class Searcher:
     def dim(self) -> int:
         return self.collection.dim
 
-    @torch.no_grad()
     def _text_vector(self, text: str) -> np.ndarray:
-        device = next(self.model.parameters()).device
-        tokens = self.model.tokenizer([text]).to(device)
-        return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
+        return embed_texts(self.model, [text]).numpy()[0]
 
     @torch.no_grad()
     def image_vector(self, image: Image.Image) -> np.ndarray:
-        device = next(self.model.parameters()).device
-        pixels = self.transform(image).unsqueeze(0).to(device)
+        pixels = self.transform(image).unsqueeze(0).to(model_device(self.model))
         return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()[0]
 
     def search(
@@ -86,13 +81,10 @@ class Searcher:
     @torch.no_grad()
     def classify(self, image: Image.Image, labels: Sequence[str], templates: Sequence[str]) -> list[tuple[str, float]]:
         """Zero-shot probabilities of `labels` for the image (prompt ensembling over `templates`), best first."""
-        from ..zeroshot import build_classifier
-
-        weights = build_classifier(self.model, list(labels), list(templates), cache=self.prompt_cache)
+        weights = build_classifier(self.model, list(labels), list(templates), cache=self.prompt_cache).cpu()
         features = torch.from_numpy(self.image_vector(image))[None, :]
-        scale = self.model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE).item()
-        probabilities = (scale * features @ weights).softmax(dim=-1)[0].tolist()
-        return sorted(zip(labels, probabilities), key=lambda pair: -pair[1])
+        scores = probabilities(self.model, features, weights)[0].tolist()
+        return sorted(zip(labels, scores), key=lambda pair: -pair[1])
 
 
 def nearest(
@@ -107,9 +99,9 @@ def nearest(
     """`Searcher.search` over any FAISS index of `vectors` (rows, dim), the stored embeddings it indexes."""
     vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: JSON numbers past float32's range
     if vector.shape[0] != vectors.shape[1]:
-        raise ValueError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
+        raise QueryError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
     if not np.isfinite(vector).all() or not vector.any():
-        raise ValueError("a query embedding must be finite and not all zeros")
+        raise QueryError("a query embedding must be finite and not all zeros")
     vector = vector / np.abs(vector).max()  # scaled first, so the norm cannot overflow
     vector = (vector / np.linalg.norm(vector)).astype(np.float32)
     k = min(k, len(vectors))

@@ -1,8 +1,20 @@
-"""A cap on request bodies, applied before any route sees them: a 413, never an unbounded read."""
+"""Every bound on a request: `Limits`, and `BodyLimit`, which caps bodies before any route sees them
+(a 413, never an unbounded read)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 10 * 2**20  # a whole request, uploads included
+    max_pixels: int = 40_000_000  # width x height of an uploaded image; larger is a decompression bomb
+    max_k: int = 100
+    max_text_chars: int = 1_000
+    max_labels: int = 100
+    max_label_chars: int = 200
 
 
 class BodyLimit:

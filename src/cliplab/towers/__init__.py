@@ -4,7 +4,7 @@
     model = towers_model(image="timm:efficientnet_lite0", image_weights="lite0.pth",
                          text="path/to/all-MiniLM-L6-v2", embed_dim=512)
 
-The result is a `cliplab.models.TowersCLIP`: it trains with `cliplab train` (lock either tower, or
+The result is a `cliplab.towers.TowersCLIP`: it trains with `cliplab train` (lock either tower, or
 leave its last blocks trainable), saves as one cliplab checkpoint and works wherever a CLIP does.
 """
 
@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..models.build import load_weights
-from ..models.towers_clip import ImageTowerConfig, TextTowerConfig, TowersCLIP, TowersConfig
+from ..errors import ConfigError
+from ..models.weights import load_weights
+from .config import ImageTowerConfig, TextTowerConfig, TowersConfig, is_towers_config
 from .efficientnet import is_lukemelas_efficientnet, lukemelas_to_timm
 from .image import LIBRARIES, ImageTower, create_backbone, load_backbone_weights
+from .model import TowersCLIP, build_towers_model
 from .packaged import resolve_path
 from .text import HFTokenize, TextTower, read_hf_text_encoder
 
@@ -27,7 +29,7 @@ def parse_image_tower(spec: str) -> tuple[str, str]:
     """'timm:efficientnet_lite0' -> ('timm', 'efficientnet_lite0')."""
     library, _, name = spec.partition(":")
     if library not in LIBRARIES or not name:
-        raise ValueError(
+        raise ConfigError(
             f"image tower {spec!r}: write LIBRARY:NAME with LIBRARY one of {LIBRARIES}, e.g. timm:resnet50"
         )
     return library, name
@@ -59,14 +61,14 @@ def towers_model(
     text = resolve_path(text)
     image_weights = resolve_path(image_weights) if image_weights is not None else None
     if (image_mean is None) != (image_std is None):
-        raise ValueError("give both image_mean and image_std, or neither")
+        raise ConfigError("give both image_mean and image_std, or neither")
     image_config = ImageTowerConfig(library, name, image_size)
     if image_mean is not None:
         image_config = dataclasses.replace(image_config, mean=tuple(image_mean), std=tuple(image_std))
     hf_config, tokenizer_json, pad_id, text_weights = read_hf_text_encoder(text)
     limit = hf_config.get("max_position_embeddings")
     if limit is not None and context_length > limit:
-        raise ValueError(f"context_length {context_length} is beyond the text encoder's {limit} positions")
+        raise ConfigError(f"context_length {context_length} is beyond the text encoder's {limit} positions")
     config = TowersConfig(
         image=image_config,
         text=TextTowerConfig(hf_config, tokenizer_json, pad_id, pooling, context_length),
@@ -85,9 +87,15 @@ def towers_model(
 __all__ = [
     "HFTokenize",
     "ImageTower",
+    "ImageTowerConfig",
     "TextTower",
+    "TextTowerConfig",
+    "TowersCLIP",
+    "TowersConfig",
+    "build_towers_model",
     "create_backbone",
     "is_lukemelas_efficientnet",
+    "is_towers_config",
     "load_backbone_weights",
     "lukemelas_to_timm",
     "parse_image_tower",

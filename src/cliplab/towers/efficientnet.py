@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from ..errors import CheckpointError
+
 # stage 0: depthwise -> pointwise; later stages: expand -> depthwise -> project (inverted residual)
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _INVERTED_RESIDUAL = {
@@ -48,7 +50,7 @@ def lukemelas_to_timm(
     """The same tensors under timm's names (`efficientnet_lite0`, `efficientnet_b0`, ...).
 
     `stage_depths` is the number of blocks in each stage of the timm model (`[len(s) for s in
-    model.blocks]`). Raises ValueError on a key it does not know, so nothing is silently dropped.
+    model.blocks]`). Raises CheckpointError on a key it does not know, so nothing is silently dropped.
     """
     position = [(stage, j) for stage, depth in enumerate(stage_depths) for j in range(depth)]
     renamed: dict[str, torch.Tensor] = {}
@@ -56,15 +58,17 @@ def lukemelas_to_timm(
         if match := _BLOCK_KEY.match(key):
             index, layer, param = int(match[1]), match[2], match[3]
             if index >= len(position):
-                raise ValueError(f"{key}: block {index}, but the stages {tuple(stage_depths)} hold {len(position)}")
+                raise CheckpointError(
+                    f"{key}: block {index}, but the stages {tuple(stage_depths)} hold {len(position)}"
+                )
             stage, j = position[index]
             names = _DEPTHWISE_SEPARABLE if stage == 0 else _INVERTED_RESIDUAL
             if layer not in names:
-                raise ValueError(f"{key}: no timm name for {layer!r} in a stage-{stage} block")
+                raise CheckpointError(f"{key}: no timm name for {layer!r} in a stage-{stage} block")
             renamed[f"blocks.{stage}.{j}.{names[layer]}.{param}"] = tensor
         else:
             layer, _, param = key.partition(".")
             if layer not in _OUTSIDE_BLOCKS:
-                raise ValueError(f"{key}: not an EfficientNet key in lukemelas's names")
+                raise CheckpointError(f"{key}: not an EfficientNet key in lukemelas's names")
             renamed[f"{_OUTSIDE_BLOCKS[layer]}.{param}"] = tensor
     return renamed

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from ..checkpoints import read_checkpoint_file
-from ..errors import CheckpointError
-from ..models.build import load_weights
+from ..errors import CheckpointError, ConfigError
+from ..extras import require
+from ..models.weights import load_weights
 from .efficientnet import is_lukemelas_efficientnet, lukemelas_to_timm
 
 LIBRARIES = ("timm", "torchvision")
@@ -20,10 +21,7 @@ _BLOCK_CONTAINERS = ("blocks", "stages", "layer1", "layer2", "layer3", "layer4",
 def create_backbone(library: str, name: str) -> tuple[nn.Module, int]:
     """(an untrained `name` from `library` without its classifier, the width of its pooled features)."""
     if library == "timm":
-        try:
-            import timm
-        except ImportError as err:
-            raise ImportError("timm image towers need timm: pip install 'cliplab[towers]'") from err
+        timm = require("timm", "towers", "a timm image tower")
         backbone = timm.create_model(name, pretrained=False, num_classes=0)  # num_classes=0: pooled features
         return backbone, backbone.num_features
     if library == "torchvision":
@@ -36,8 +34,8 @@ def create_backbone(library: str, name: str) -> tuple[nn.Module, int]:
                 features = next(m for m in head.modules() if isinstance(m, nn.Linear)).in_features
                 setattr(backbone, attribute, nn.Identity())
                 return backbone, features
-        raise ValueError(f"torchvision's {name}: no fc, classifier or heads to remove")
-    raise ValueError(f"unknown image tower library {library!r}; choose from {LIBRARIES}")
+        raise ConfigError(f"torchvision's {name}: no fc, classifier or heads to remove")
+    raise ConfigError(f"unknown image tower library {library!r}; choose from {LIBRARIES}")
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> list[str]:
@@ -75,14 +73,14 @@ class ImageTower(nn.Module):
         if hasattr(self.trunk, "set_grad_checkpointing"):  # timm
             self.trunk.set_grad_checkpointing(enabled)
         elif enabled:
-            raise ValueError("gradient checkpointing needs a timm image tower")
+            raise ConfigError("gradient checkpointing needs a timm image tower")
 
     def groups(self, prefix: str) -> list[list[str]]:
         """Parameter-name prefixes of the stem, each block and the head, in forward order."""
         children = list(self.trunk.named_children())
         inside = [i for i, (name, _) in enumerate(children) if name in _BLOCK_CONTAINERS]
         if not inside:
-            raise ValueError(f"{type(self.trunk).__name__}: no blocks found to leave unlocked")
+            raise ConfigError(f"{type(self.trunk).__name__}: no blocks found to leave unlocked")
         own = f"{prefix}trunk."
         stem = [own + name for name, _ in self.trunk.named_parameters(recurse=False)]  # class tokens and the like
         stem += [own + name for name, _ in children[: inside[0]]]

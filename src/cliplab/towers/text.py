@@ -9,15 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from ..extras import require
+
 POOLINGS = ("mean", "cls")
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError as err:
-        raise ImportError("Hugging Face text towers need transformers: pip install 'cliplab[towers]'") from err
-    return transformers
+    return require("transformers", "towers", "a Hugging Face text tower")
 
 
 class HFTokenize:
@@ -54,12 +53,12 @@ def read_hf_text_encoder(folder: str | Path) -> tuple[dict[str, Any], str, int, 
     transformers = _transformers()
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder; a text tower is a local Hugging Face model folder")
+        raise ConfigError(f"{folder}: not a folder; a text tower is a local Hugging Face model folder")
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{folder}: cliplab needs a fast tokenizer (tokenizer.json)")
+        raise ConfigError(f"{folder}: cliplab needs a fast tokenizer (tokenizer.json)")
     if tokenizer.pad_token_id is None:
-        raise ValueError(f"{folder}: the tokenizer has no padding token")
+        raise ConfigError(f"{folder}: the tokenizer has no padding token")
     encoder = transformers.AutoModel.from_pretrained(folder)
     return encoder.config.to_dict(), tokenizer.backend_tokenizer.to_str(), tokenizer.pad_token_id, encoder.state_dict()
 
@@ -70,7 +69,7 @@ class TextTower(nn.Module):
     def __init__(self, hf_config: dict[str, Any], pooling: str = "mean", pad_id: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
+            raise ConfigError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
         transformers = _transformers()
         config = transformers.AutoConfig.for_model(**hf_config)
         self.encoder = transformers.AutoModel.from_config(config)
@@ -99,7 +98,7 @@ class TextTower(nn.Module):
         last layer (a final norm, BERT's unused pooler) goes with it: "the last N layers" means layers."""
         lists = [(name, m) for name, m in self.encoder.named_modules() if isinstance(m, nn.ModuleList)]
         if not lists:
-            raise ValueError(f"{type(self.encoder).__name__}: no list of layers found")
+            raise ConfigError(f"{type(self.encoder).__name__}: no list of layers found")
         layers_name, layers = max(lists, key=lambda item: len(item[1]))  # the encoder's stack of layers
         layer_prefixes = [f"{layers_name}.{i}" for i in range(len(layers))]
         before, after, seen_layer = [], [], False

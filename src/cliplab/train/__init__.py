@@ -3,9 +3,10 @@
 `cliplab.train.train(load_config("run.yaml"))` is what `cliplab train --config run.yaml` runs.
 """
 
+from ..errors import TrainingDiverged
 from .config import TrainConfig, load_config
 from .optim import build_optimizer, clamp_logit_scale_, learning_rate, parameter_groups, set_learning_rate
-from .trainer import Trainer, TrainingDiverged, TrainResult, train
+from .trainer import Trainer, TrainResult, train
 
 __all__ = [
     "TrainConfig",

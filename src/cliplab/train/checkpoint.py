@@ -2,8 +2,8 @@
 
 A checkpoint is a folder `checkpoints/step_00001234/` holding
 - `model.safetensors`: the model in cliplab's format (loadable on its own by `cliplab.load`);
-- `trainer.pt`: optimiser state, every process's random generator states, extra trained tensors
-  (SigLIP's bias), read back with `torch.load(weights_only=True)`;
+- `trainer.pt`: optimiser state and every process's random generator states, read back with
+  `torch.load(weights_only=True)`;
 - `state.json`: step, epoch, position in the data (per process), counters.
 It is written under a temporary name, every file fsynced, and renamed into place, so a folder named
 `step_*` is always complete, whatever killed the run and when.
@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoints.files import save_checkpoint
+from ..checkpoints import read_checkpoint, save_checkpoint
+from ..errors import CheckpointError
 
 STEP_PATTERN = re.compile(r"^step_(\d{8,})$")
 
@@ -106,20 +107,18 @@ def resolve_resume(resume: str, checkpoints_folder: Path) -> Path:
     if resume == "latest":
         found = list_checkpoints(checkpoints_folder)
         if not found:
-            raise FileNotFoundError(f"--resume latest: no checkpoint in {checkpoints_folder} yet")
+            raise CheckpointError(f"--resume latest: no checkpoint in {checkpoints_folder} yet")
         return found[-1]
     path = Path(resume)
     if path.is_dir() and not (path / "state.json").is_file() and list_checkpoints(path / "checkpoints"):
         return list_checkpoints(path / "checkpoints")[-1]  # a run folder: its newest checkpoint
     if not (path / "state.json").is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a training checkpoint folder (no state.json)")
+        raise CheckpointError(f"--resume {resume}: not a training checkpoint folder (no state.json)")
     return path
 
 
 def load_training_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(model state dict, trainer tensors, state) of a checkpoint folder."""
-    from ..checkpoints import read_checkpoint
-
     model_state = read_checkpoint(path / "model.safetensors").state_dict
     trainer_tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     state = json.loads((path / "state.json").read_text())

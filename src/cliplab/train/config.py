@@ -13,6 +13,10 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from ..errors import ConfigError
+from ..extras import require
+from ..files import read_user_text, write_text
+
 
 @dataclass
 class TrainConfig:
@@ -85,21 +89,21 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not self.data:
-            raise ValueError("no training data: set `data` to a caption table or a folder of shards")
+            raise ConfigError("no training data: set `data` to a caption table or a folder of shards")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
         if self.micro_batch_size is not None and not 1 <= self.micro_batch_size <= self.batch_size:
-            raise ValueError(f"micro_batch_size must be between 1 and batch_size, got {self.micro_batch_size}")
+            raise ConfigError(f"micro_batch_size must be between 1 and batch_size, got {self.micro_batch_size}")
         if self.loss not in ("clip", "siglip"):
-            raise ValueError(f"loss must be 'clip' or 'siglip', got {self.loss!r}")
+            raise ConfigError(f"loss must be 'clip' or 'siglip', got {self.loss!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+            raise ConfigError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.patch_dropout < 1:
-            raise ValueError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
+            raise ConfigError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
         if bool(self.image_tower) != bool(self.text_tower):
-            raise ValueError("towers from other libraries need both image_tower and text_tower")
+            raise ConfigError("towers from other libraries need both image_tower and text_tower")
         if self.image_tower and self.init_from:
-            raise ValueError("init_from and image_tower/text_tower both say where the weights come from; choose one")
+            raise ConfigError("init_from and image_tower/text_tower both say where the weights come from; choose one")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,7 +113,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; options are {sorted(known)}")
+            raise ConfigError(f"unknown training option(s) {unknown}; options are {sorted(known)}")
         hints = get_type_hints(cls)
         return cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
 
@@ -120,7 +124,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     allowed = get_args(hint) if origin in (Union, UnionType) else (origin or hint,)
     if value is None:
         if type(None) not in allowed:
-            raise ValueError(f"option {key!r} cannot be empty")
+            raise ConfigError(f"option {key!r} cannot be empty")
         return None
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -133,7 +137,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     plain = [t for t in plain if isinstance(t, type)]
     if plain and not isinstance(value, tuple(plain)):
         names = " or ".join(t.__name__ for t in plain)
-        raise ValueError(f"option {key!r} must be {names}, got {value!r}")
+        raise ConfigError(f"option {key!r} must be {names}, got {value!r}")
     return value
 
 
@@ -156,17 +160,20 @@ def parse_value(text: str) -> Any:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    text = path.read_text()
+    text = read_user_text(path, "run configuration")
     if path.suffix.lower() == ".json":
-        values = json.loads(text)
-    else:
         try:
-            import yaml
-        except ImportError:
-            raise ImportError(f"reading {path} needs PyYAML: pip install 'cliplab[train]'") from None
-        values = yaml.safe_load(text) or {}
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    else:
+        yaml = require("yaml", "train", f"reading {path}")
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a run configuration is a mapping of option: value")
+        raise ConfigError(f"{path}: a run configuration is a mapping of option: value")
     return values
 
 
@@ -179,21 +186,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         for item in overrides or []:
             key, sep, text = item.partition("=")
             if not sep or not key:
-                raise ValueError(f"override {item!r} is not key=value")
+                raise ConfigError(f"override {item!r} is not key=value")
             values[key.strip()] = parse_value(text)
     return TrainConfig.from_dict(values)
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    from ..checkpoints.files import atomic_write
+    try:
+        import yaml
 
-    def write(tmp: str) -> None:
-        try:
-            import yaml
-
-            text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-        except ImportError:
-            text = json.dumps(config.to_dict(), indent=2)
-        Path(tmp).write_text(text)
-
-    atomic_write(path, write)
+        text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    except ImportError:
+        text = json.dumps(config.to_dict(), indent=2)
+    write_text(path, text)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -28,7 +30,7 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     device = torch.device(preference)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {preference!r} asked for, but this machine has no CUDA GPU")
+            raise ConfigError(f"device {preference!r} asked for, but this machine has no CUDA GPU")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.plots import pyplot, save_figure
+
 
 class MetricsLog:
     """Appends `{"step": ..., name: value, ...}` records; only the first process writes anything."""
@@ -63,7 +65,7 @@ PANELS = (
     ("learning rate", ("train/lr",)),
     ("temperature exp(t)", ("train/logit_scale",)),
     (
-        "validation recall@K (%)",
+        "validation recall@K",
         tuple(f"val/{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
     ),
 )
@@ -71,13 +73,8 @@ PANELS = (
 
 def plot_metrics(metrics_path: Path, out: Path) -> Path | None:
     """A PNG of loss, learning rate, temperature and validation recall against the step."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        warnings.warn("plots need matplotlib: pip install 'cliplab[train]'", stacklevel=2)
+    plt = pyplot()
+    if plt is None:
         return None
     records = read_metrics(metrics_path) if metrics_path.is_file() else []
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
@@ -92,7 +89,4 @@ def plot_metrics(metrics_path: Path, out: Path) -> Path | None:
         if axis.lines:
             axis.legend(fontsize=7)
     figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    return out
+    return save_figure(plt, figure, out)

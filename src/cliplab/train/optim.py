@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ..models.clip import MAX_LOGIT_SCALE
+from ..models import MAX_LOGIT_SCALE
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:

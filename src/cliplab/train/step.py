@@ -8,8 +8,9 @@ from contextlib import AbstractContextManager
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..loss import ClipLoss, SigLipLoss, grad_cache_backward
-from ..models import CLIP
+from ..models import Model, add_logit_bias
 from ..models.vision_transformer import VisionTransformer
 from .distributed import all_mean, average_gradients
 
@@ -17,24 +18,28 @@ from .distributed import all_mean, average_gradients
 class ContrastiveForward(nn.Module):
     """The training forward: normalised features of both towers, the temperature and (SigLIP) bias.
 
-    The temperature leaves through the output so that DistributedDataParallel, which wraps this
-    module, averages its gradient like every other parameter's. SigLIP's bias lives here, not in
-    the CLIP model, because only the sigmoid loss has one.
+    The temperature and the bias leave through the output so that DistributedDataParallel, which
+    wraps this module, averages their gradients like every other parameter's. With the sigmoid loss
+    the model gets a learned bias of its own (`models.add_logit_bias`), saved with its weights, unless
+    it has one already (a model trained so before).
     """
 
-    def __init__(self, model: CLIP, loss: str = "clip"):
+    def __init__(self, model: Model, loss: str = "clip"):
         super().__init__()
         self.model = model
-        # SigLIP's initialisation: t = log 10, b = -10 (Zhai et al., 2023).
-        self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if loss == "siglip" else None
-        if loss == "siglip":
+        if loss == "siglip" and model.logit_bias is None:
+            add_logit_bias(model)  # SigLIP's initialisation: t = log 10, b = -10 (Zhai et al., 2023)
             with torch.no_grad():
                 model.logit_scale.fill_(math.log(10.0))
+
+    @property
+    def logit_bias(self) -> nn.Parameter | None:
+        return self.model.logit_bias
 
     def forward(self, images: torch.Tensor, texts: torch.Tensor):
         image_features = self.model.encode_image(images, normalize=True)
         text_features = self.model.encode_text(texts, normalize=True)
-        return image_features, text_features, self.model.logit_scale.exp(), self.logit_bias
+        return image_features, text_features, self.model.logit_scale.exp(), self.model.logit_bias
 
 
 class StepLoss:
@@ -56,7 +61,7 @@ def lock_tower(model: nn.Module, tower: str, unlocked: int = 0) -> list[nn.Modul
     returns the frozen modules, to keep in eval mode (frozen batch statistics, no dropout)."""
     groups = model.tower_groups(tower)
     if not 0 <= unlocked < len(groups):
-        raise ValueError(f"the {tower} tower has {len(groups)} groups; leave 0 to {len(groups) - 1} unlocked")
+        raise ConfigError(f"the {tower} tower has {len(groups)} groups; leave 0 to {len(groups) - 1} unlocked")
     frozen = [prefix for group in groups[: len(groups) - unlocked] for prefix in group]
     for name, parameter in model.named_parameters():
         if any(name == prefix or name.startswith(prefix + ".") for prefix in frozen):
@@ -70,9 +75,9 @@ def lock_tower(model: nn.Module, tower: str, unlocked: int = 0) -> list[nn.Modul
     return modules
 
 
-def set_patch_dropout(model: CLIP, share: float) -> None:
+def set_patch_dropout(model: Model, share: float) -> None:
     if share and not isinstance(model.visual, VisionTransformer):
-        raise ValueError("patch_dropout (FLIP) needs a Vision Transformer image tower")
+        raise ConfigError("patch_dropout (FLIP) needs a Vision Transformer image tower")
     if isinstance(model.visual, VisionTransformer):
         model.visual.patch_dropout = share
 

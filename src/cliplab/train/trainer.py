@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoints.files import atomic_write, save_checkpoint
-from ..data import CaptionDataset, read_caption_table
-from ..data.loader import ShardStream, StreamState, check_enough_shards, shard_loader, table_loader
-from ..data.shards import list_shards, shard_sizes
-from ..models import CLIP, TowersCLIP
+from ..checkpoints import save_checkpoint
+from ..data import StreamState, TrainingData, open_source
+from ..errors import ConfigError, TrainingDiverged
+from ..files import write_json
+from ..models import Model
 from ..transforms import model_transform
 from . import checkpoint as ckpt
 from . import distributed
@@ -50,10 +50,6 @@ RESUME_MUST_MATCH = (
 )
 
 
-class TrainingDiverged(RuntimeError):
-    """Raised after `max_bad_steps` consecutive steps with a non-finite loss or gradient."""
-
-
 @dataclass
 class TrainResult:
     out: Path
@@ -70,7 +66,7 @@ class Trainer:
         self.config = config
         self.place = distributed.setup(config.device)
         if config.batch_size % self.place.world:
-            raise ValueError(f"batch_size {config.batch_size} does not split evenly over {self.place.world} processes")
+            raise ConfigError(f"batch_size {config.batch_size} does not split evenly over {self.place.world} processes")
         self.local_batch = config.batch_size // self.place.world
         self.out = Path(config.out)
         self.checkpoints = self.out / "checkpoints"
@@ -78,15 +74,15 @@ class Trainer:
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
 
         torch.manual_seed(config.seed)  # the same initial weights in every process
-        self.model: CLIP | TowersCLIP = initial_model(config).to(device)
+        self.model: Model = initial_model(config).to(device)
         set_patch_dropout(self.model, config.patch_dropout)
         self.frozen = []
         if config.lock_image:
             self.frozen += lock_tower(self.model, "image", config.lock_image_unlocked)
         if config.lock_text:
             self.frozen += lock_tower(self.model, "text", config.lock_text_unlocked)
-        if not any(p.requires_grad for name, p in self.model.named_parameters() if name != "logit_scale"):
-            raise ValueError("both towers locked leave nothing to train but the temperature")
+        if not any(p.requires_grad for name, p in self.model.named_parameters() if not name.startswith("logit_")):
+            raise ConfigError("both towers locked leave nothing to train but the temperature")
         self.model.set_grad_checkpointing(config.grad_checkpointing)
         self.head = ContrastiveForward(self.model, config.loss).to(device)
         self.parameters = [p for p in self.head.parameters() if p.requires_grad]
@@ -128,82 +124,48 @@ class Trainer:
     # ----- data -----
 
     def _setup_data(self) -> None:
-        config = self.config
-        self.transform = model_transform(self.model, train=True)
-        source = Path(config.data)
-        is_table = source.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-        if config.data == "synthetic":  # the built-in world of coloured shapes (cliplab.data.synthetic)
-            from ..data.synthetic import SyntheticCaptions
-
-            self.dataset = SyntheticCaptions(
-                config.samples_per_epoch or 20_000,
-                model_transform(self.model),  # no random crops: captions name positions
-                self.model.tokenizer,
-                seed=config.seed,
-                image_size=self.model.image_size,
-            )
-            self.shards = None
-            samples = len(self.dataset)
-        elif is_table:
-            entries = read_caption_table(
-                source, config.image_column, config.caption_column, config.image_root, config.split
-            )
-            self.dataset = CaptionDataset(entries, self.transform, self.model.tokenizer, seed=config.seed)
-            self.shards = None
-            samples = len(entries)
-        else:
-            self.dataset = None
-            self.shards = list_shards(config.data)
-            check_enough_shards(len(self.shards), self.place.world * max(1, config.workers), config.resample)
-            samples = config.samples_per_epoch
-            if samples is None:
-                sizes = shard_sizes(self.shards)
-                if sizes is None:
-                    raise ValueError(
-                        f"{config.data}: no sizes.json beside the shards; set samples_per_epoch to the number of samples"
-                    )
-                samples = sum(sizes.values())
-        self.steps_per_epoch = samples // config.batch_size
+        config, model = self.config, self.model
+        columns = dict(
+            image_column=config.image_column, caption_column=config.caption_column, image_root=config.image_root
+        )
+        source = open_source(
+            config.data,
+            split=config.split,
+            count=config.samples_per_epoch,
+            seed=config.seed,
+            image_size=model.image_size,
+            **columns,
+        )
+        self.transform = model_transform(model, train=source.allows_crops)
+        self.data = TrainingData(
+            source,
+            self.transform,
+            model.tokenizer,
+            config.batch_size,
+            config.seed,
+            self.place.rank,
+            self.place.world,
+            config.workers,
+            config.resample,
+            config.samples_per_epoch,
+        )
+        self.steps_per_epoch = self.data.samples // config.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{config.data}: {samples} samples per epoch, fewer than one batch of {config.batch_size}")
+            raise ConfigError(
+                f"{config.data}: {self.data.samples} samples per epoch, fewer than one batch of {config.batch_size}"
+            )
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.validation = None
         if config.val_data and self.place.is_main:
-            entries = read_caption_table(
-                config.val_data, config.image_column, config.caption_column, config.image_root, config.val_split
-            )
-            self.validation = ValidationSet(entries, model_transform(self.model), self.model.tokenizer, config.workers)
+            val = open_source(config.val_data, split=config.val_split, **columns)
+            self.validation = ValidationSet(val, model_transform(model), config.workers)
 
     def _epoch_batches(self, epoch: int, start: int):
-        if self.dataset is not None:
-            return table_loader(
-                self.dataset,
-                self.config.batch_size,
-                self.place.rank,
-                self.place.world,
-                epoch,
-                start,
-                self.config.workers,
-            )
-        workers = max(1, self.config.workers)
-        if self.stream_epoch != epoch:
+        if self.data.streamed and self.stream_epoch != epoch:
             self.stream_state, self.stream_epoch = StreamState(), epoch
-        stream = ShardStream(
-            self.shards,
-            self.transform,
-            self.model.tokenizer,
-            self.local_batch,
-            self.place.rank,
-            self.place.world,
-            self.config.seed,
-            epoch,
-            self.config.resample,
-            start=self.stream_state,
-            rotation=start % workers,
-        )
-        return shard_loader(stream, self.config.workers)
+        return self.data.batches(epoch, start, self.stream_state)
 
     # ----- the loop -----
 
@@ -362,7 +324,7 @@ class Trainer:
     def _validate(self) -> None:
         if self.validation is not None:  # only the first process holds a validation set
             autocast = torch.autocast(self.place.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-            metrics = self.validation.evaluate(self.model, self.local_batch, self.place.device, autocast)
+            metrics = self.validation.evaluate(self.model, self.local_batch, autocast)
             self.log.log(self.step, metrics)
             self._last_metrics.update(metrics)
             if self.validation.skipped:
@@ -383,11 +345,7 @@ class Trainer:
         )
         path = None
         if self.place.is_main:
-            tensors = {
-                "optimizer": self.optimizer.state_dict(),
-                "rng": [state["rng"] for state in rank_states],
-                "logit_bias": self.head.logit_bias.detach().cpu() if self.head.logit_bias is not None else None,
-            }
+            tensors = {"optimizer": self.optimizer.state_dict(), "rng": [state["rng"] for state in rank_states]}
             state = {
                 "step": self.step,
                 "epoch": self.step // self.steps_per_epoch,
@@ -412,15 +370,14 @@ class Trainer:
         saved = state["config"]
         changed = [key for key in RESUME_MUST_MATCH if saved.get(key) != getattr(self.config, key)]
         if changed:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} was written by a run with other {', '.join(changed)}: "
                 + ", ".join(f"{k}={saved.get(k)!r} (now {getattr(self.config, k)!r})" for k in changed)
             )
+        if "logit_bias" not in model_state and tensors.get("logit_bias") is not None:
+            model_state["logit_bias"] = tensors["logit_bias"]  # written before the bias lived on the model
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(tensors["optimizer"])
-        if self.head.logit_bias is not None and tensors.get("logit_bias") is not None:
-            with torch.no_grad():
-                self.head.logit_bias.copy_(tensors["logit_bias"])
         self.step = state["step"]
         self.bad_steps, self.bad_in_row = state["bad_steps"], state["bad_in_row"]
         self._last_validation = state.get("last_validation")
@@ -456,7 +413,7 @@ class Trainer:
             "skipped": result.skipped,
             "bad_steps": result.bad_steps,
         }
-        atomic_write(self.out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+        write_json(self.out / "summary.json", summary)
 
 
 class _Window:

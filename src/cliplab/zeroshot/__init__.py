@@ -1,6 +1,6 @@
 """Zero-shot classification: class names and prompt templates become a linear classifier."""
 
-from .classifier import PromptCache, build_classifier, classify
+from .classifier import PromptCache, build_classifier, classify, probabilities
 from .templates import check_templates, get_classnames, get_templates, template_sets
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "classify",
     "get_classnames",
     "get_templates",
+    "probabilities",
     "template_sets",
 ]

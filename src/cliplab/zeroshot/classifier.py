@@ -2,20 +2,23 @@
 
 Each class's prompts ("a photo of a {}." for every template) are encoded and L2-normalised, averaged
 over the templates, and normalised again; the columns of the result are the class weights. An
-image's class probabilities are the softmax of exp(t) times its cosine similarity to each column.
+image's class probabilities are the softmax of its logits, exp(t) times its cosine similarity to
+each column; a model trained with the sigmoid loss (SigLIP) adds its bias and takes the sigmoid of
+each logit instead, as it was trained to.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..models import CLIP
-from ..models.clip import MAX_LOGIT_SCALE
+from ..encode import embed_texts
+from ..errors import ConfigError
+from ..models.protocol import Model, logits, model_device
 
 
 def _fill(template: str, name: str) -> str:
@@ -49,23 +52,22 @@ class PromptCache:
             self._embeddings.popitem(last=False)
 
 
-def _embed_prompts(model: CLIP, texts: list[str], tokenizer, device, cache: PromptCache | None) -> torch.Tensor:
+def _embed_prompts(model: Model, texts: list[str], device, cache: PromptCache | None) -> torch.Tensor:
     """(len(texts), embed_dim) normalised float32 embeddings, from the cache where it has them."""
     if cache is None:
-        return model.encode_text(tokenizer(texts).to(device), normalize=True).float()
+        return embed_texts(model, texts, batch_size=len(texts)).to(device)
     missing = [text for text in dict.fromkeys(texts) if text not in cache]
     if missing:
-        cache.add(missing, model.encode_text(tokenizer(missing).to(device), normalize=True).float())
+        cache.add(missing, embed_texts(model, missing, batch_size=len(missing)).to(device))
     return torch.stack([cache[text] for text in texts])
 
 
 @torch.no_grad()
 def build_classifier(
-    model: CLIP,
+    model: Model,
     classnames: Sequence[str],
     templates: Sequence[str] = ("a photo of a {}.",),
     batch_size: int = 256,
-    tokenizer: Callable[[list[str]], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
     cache: PromptCache | None = None,
     progress: bool = False,
@@ -77,24 +79,29 @@ def build_classifier(
     running sum per class. `cache` keeps prompt embeddings for the next call with the same model.
     """
     if not classnames or not templates:
-        raise ValueError("a zero-shot classifier needs at least one class name and one template")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    tokenizer = tokenizer or model.tokenizer
+        raise ConfigError("a zero-shot classifier needs at least one class name and one template")
+    device = torch.device(device) if device is not None else model_device(model)
     prompts = [_fill(t, name) for name in classnames for t in templates]  # class c: rows c*T .. c*T + T - 1
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # characters: a proxy for tokens
-    sums = torch.zeros(len(classnames), model.config.embed_dim, device=device)
+    sums = torch.zeros(len(classnames), model.embed_dim, device=device)
     with tqdm(total=len(prompts), desc="zero-shot classifier", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            features = _embed_prompts(model, [prompts[i] for i in rows], tokenizer, device, cache)
+            features = _embed_prompts(model, [prompts[i] for i in rows], device, cache)
             sums.index_add_(0, torch.tensor([i // len(templates) for i in rows], device=device), features)
             bar.update(len(rows))
     return F.normalize(sums / len(templates), dim=-1).t()
 
 
+def probabilities(model: Model, image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """(N, classes) probabilities of normalised image features: the softmax of the logits, or, for a
+    model with a learned logit bias (trained with the sigmoid loss), each logit's sigmoid."""
+    scores = logits(model, image_features, classifier.t())
+    return scores.sigmoid() if getattr(model, "logit_bias", None) is not None else scores.softmax(dim=-1)
+
+
 @torch.no_grad()
-def classify(model: CLIP, images: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+def classify(model: Model, images: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     """(N, classes) probabilities for preprocessed images (N 3 H W)."""
     features = model.encode_image(images.to(classifier.device), normalize=True).float()
-    scale = model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-    return (scale * features @ classifier).softmax(dim=-1)
+    return probabilities(model, features, classifier)

@@ -14,6 +14,9 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..files import read_user_text
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -43,12 +46,15 @@ def get_templates(name_or_path: str | os.PathLike) -> list[str]:
         return list(_templates()[key])
     path = Path(name_or_path).expanduser()
     if not path.is_file():
-        raise ValueError(f"{key!r} is neither a template file nor a built-in set ({', '.join(template_sets())})")
-    text = path.read_text(encoding="utf-8")
+        raise ConfigError(f"{key!r} is neither a template file nor a built-in set ({', '.join(template_sets())})")
+    text = read_user_text(path, "template file")
     if path.suffix.lower() == ".json":
-        templates = json.loads(text)
+        try:
+            templates = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
         if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
-            raise ValueError(f"{path}: a JSON template file must hold a list of strings")
+            raise ConfigError(f"{path}: a JSON template file must hold a list of strings")
     else:
         templates = [line.strip() for line in text.splitlines()]
         templates = [t for t in templates if t and not t.startswith("#")]
@@ -57,14 +63,14 @@ def get_templates(name_or_path: str | os.PathLike) -> list[str]:
 
 def check_templates(templates: list[str], source: str = "templates") -> list[str]:
     if not templates:
-        raise ValueError(f"{source}: no templates")
+        raise ConfigError(f"{source}: no templates")
     if missing := [t for t in templates if "{}" not in t and "{c}" not in t]:
-        raise ValueError(f'{source}: a template needs "{{}}" where the class name goes: {missing[0]!r}')
+        raise ConfigError(f'{source}: a template needs "{{}}" where the class name goes: {missing[0]!r}')
     return list(templates)
 
 
 def get_classnames(dataset: str) -> list[str]:
     """The curated class names of a dataset ("imagenet1k", "mnist", "pets", ...), in label order."""
     if dataset not in _classnames():
-        raise ValueError(f"no built-in class names for {dataset!r}; known: {', '.join(sorted(_classnames()))}")
+        raise ConfigError(f"no built-in class names for {dataset!r}; known: {', '.join(sorted(_classnames()))}")
     return list(_classnames()[dataset])

@@ -1,82 +1,27 @@
 """CLIP from towers of other libraries: a timm/torchvision image backbone and a `transformers` text
 encoder, joined by projection heads into one embedding space (LiT, Zhai et al. 2022).
 
-It has the interface of `CLIP` (`encode_image`, `encode_text`, `forward`, `tokenizer`, `image_size`,
-`image_mean`, `tower_groups`, ...), so zero-shot, evaluation, embedding, search and training use it
-unchanged. Its configuration holds everything needed to rebuild it offline, the text tower's
-`transformers` configuration and tokenizer included, so a checkpoint is one self-contained file.
-Building it needs the `towers` extra (timm, transformers); importing this module does not.
+It satisfies `cliplab.models.Model`, so zero-shot, evaluation, embedding, search and training use it
+as they use `CLIP`. Building it needs the `towers` extra (timm, transformers); importing this module
+does not.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..transforms import IMAGENET_MEAN, IMAGENET_STD
-from .clip import MAX_LOGIT_SCALE
-
-ARCHITECTURE = "towers"
-PROJECTIONS = ("linear", "mlp")
-
-
-@dataclass(frozen=True)
-class ImageTowerConfig:
-    library: str = "timm"  # "timm" or "torchvision"
-    name: str = "efficientnet_lite0"
-    image_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN  # the normalisation the backbone was trained with
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", tuple(self.mean))
-        object.__setattr__(self, "std", tuple(self.std))
-
-
-@dataclass(frozen=True)
-class TextTowerConfig:
-    hf_config: dict[str, Any] = field(default_factory=dict)  # the encoder's `transformers` config, as a dict
-    tokenizer: str = ""  # its fast tokenizer, as tokenizer.json text
-    pad_id: int = 0
-    pooling: str = "mean"  # "mean" over real tokens (sentence-transformers) or "cls"
-    context_length: int = 77
-
-
-@dataclass(frozen=True)
-class TowersConfig:
-    image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
-    text: TextTowerConfig = field(default_factory=TextTowerConfig)
-    embed_dim: int = 512
-    projection: str = "linear"  # "linear", or "mlp" (Linear-GELU-Linear)
-    # False: the image tower's own features are the shared space (LiT's setup, for a locked image
-    # tower): no image head, embed_dim is the backbone's width, only the text side learns to map.
-    image_head: bool = True
-    architecture: str = ARCHITECTURE
-
-    def __post_init__(self) -> None:
-        if isinstance(self.image, dict):
-            object.__setattr__(self, "image", ImageTowerConfig(**self.image))
-        if isinstance(self.text, dict):
-            object.__setattr__(self, "text", TextTowerConfig(**self.text))
-        if self.projection not in PROJECTIONS:
-            raise ValueError(f"unknown projection {self.projection!r}; choose from {PROJECTIONS}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TowersConfig:
-        return cls(**data)
-
-
-def is_towers_config(data: dict[str, Any] | None) -> bool:
-    return bool(data) and data.get("architecture") == ARCHITECTURE
+from ..errors import ConfigError
+from ..models.protocol import SIGLIP_INIT_BIAS, logits
+from ..models.weights import load_weights
+from .config import TowersConfig
+from .image import ImageTower
+from .text import HFTokenize, TextTower
 
 
 def _projection(width: int, embed_dim: int, kind: str) -> nn.Module:
@@ -88,9 +33,6 @@ def _projection(width: int, embed_dim: int, kind: str) -> nn.Module:
 class TowersCLIP(nn.Module):
     def __init__(self, config: TowersConfig):
         super().__init__()
-        from ..towers.image import ImageTower
-        from ..towers.text import TextTower
-
         self.config = config
         self.visual = ImageTower(config.image.library, config.image.name)
         self.text = TextTower(config.text.hf_config, config.text.pooling, config.text.pad_id)
@@ -103,6 +45,9 @@ class TowersCLIP(nn.Module):
         )
         self.text_projection = _projection(self.text.width, config.embed_dim, config.projection)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.register_parameter(
+            "logit_bias", nn.Parameter(torch.tensor(SIGLIP_INIT_BIAS)) if config.logit_bias else None
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -125,9 +70,11 @@ class TowersCLIP(nn.Module):
         return self.config.text.context_length
 
     @property
-    def tokenizer(self):
-        from ..towers.text import HFTokenize
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
 
+    @property
+    def tokenizer(self) -> HFTokenize:
         text = self.config.text
         return HFTokenize(text.tokenizer, text.context_length, text.pad_id)
 
@@ -138,7 +85,7 @@ class TowersCLIP(nn.Module):
             return self.visual.groups("visual.")
         if tower == "text":
             return self.text.groups("text.")
-        raise ValueError(f"unknown tower {tower!r}; choose 'image' or 'text'")
+        raise ConfigError(f"unknown tower {tower!r}; choose 'image' or 'text'")
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.visual.set_grad_checkpointing(enabled)
@@ -155,8 +102,20 @@ class TowersCLIP(nn.Module):
         return F.normalize(features, dim=-1) if normalize else features
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits_per_image, logits_per_text): exp(t) * cosine similarity, exp(t) capped at 100."""
-        image_features = self.encode_image(image, normalize=True)
-        text_features = self.encode_text(text, normalize=True)
-        logits_per_image = self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * image_features @ text_features.t()
+        """(logits_per_image, logits_per_text), as `CLIP.forward`."""
+        logits_per_image = logits(
+            self, self.encode_image(image, normalize=True), self.encode_text(text, normalize=True)
+        )
         return logits_per_image, logits_per_image.t()
+
+
+def build_towers_model(
+    state_dict: Mapping[str, torch.Tensor], config: TowersConfig, image_size: int | None = None
+) -> TowersCLIP:
+    """A `TowersCLIP` holding `state_dict`. `image_size` runs it at another resolution, which
+    convolutional backbones (the usual image towers) take as they are."""
+    if image_size is not None and image_size != config.image.image_size:
+        config = dataclasses.replace(config, image=dataclasses.replace(config.image, image_size=image_size))
+    model = TowersCLIP(config)
+    load_weights(model, state_dict)
+    return model.eval()

@@ -1,0 +1,121 @@
+"""The service's routes; each reads the app's `Service` (`request.app.state.service`)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+
+from .schemas import Classification, Embedding, Health, ItemOut, LabelProbability, SearchResults, request_body
+from .service import Service
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+router = APIRouter()
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.post(
+    "/search",
+    response_model=SearchResults,
+    openapi_extra=request_body("SearchQuery", "SearchForm"),
+    responses={
+        413: {"description": "body or image too large"},
+        415: {"description": "unsupported type"},
+        422: {"description": "invalid query"},
+    },
+)
+async def search(request: Request) -> SearchResults:
+    """The k nearest items to a text, an uploaded image (multipart `image`) or a raw embedding."""
+    service = _service(request)
+    models = service.models
+    query, image = await service.query(request, models.search, models.search_form)
+    if image is not None:
+        vector = await run_in_threadpool(service.locked, service.searcher.image_vector, image)
+        return await run_in_threadpool(service.results, "image", vector, query.k, query.fold_duplicates)
+    if (query.text is None) == (query.embedding is None):
+        raise HTTPException(422, "give exactly one of 'text' and 'embedding'")
+    if query.text is not None:
+        vector = await run_in_threadpool(service.locked, service.searcher.text_vector, query.text)
+        return await run_in_threadpool(service.results, "text", vector, query.k, query.fold_duplicates)
+    vector = np.asarray(query.embedding)
+    return await run_in_threadpool(service.results, "embedding", vector, query.k, query.fold_duplicates)
+
+
+@router.post("/classify", response_model=Classification, responses={413: {}, 415: {}})
+def classify(
+    request: Request,
+    image: Annotated[UploadFile, File(description="the image to classify")],
+    labels: Annotated[str, Form(description="candidate labels, comma- or newline-separated")],
+    templates: Annotated[str | None, Form(description='prompt templates with "{}", one per line')] = None,
+) -> Classification:
+    """Zero-shot probabilities of each label (prompt ensembling over the templates)."""
+    service = _service(request)
+    limits = service.limits
+    names = [name.strip() for name in labels.replace("\n", ",").split(",") if name.strip()]
+    if not names or len(names) > limits.max_labels or any(len(n) > limits.max_label_chars for n in names):
+        raise HTTPException(422, f"give 1 to {limits.max_labels} labels of at most {limits.max_label_chars} characters")
+    chosen = [t.strip() for t in (templates or "").splitlines() if t.strip()] or list(DEFAULT_TEMPLATES)
+    if len(chosen) > limits.max_labels or any(len(t) > limits.max_label_chars or "{}" not in t for t in chosen):
+        raise HTTPException(422, f'templates need "{{}}" for the label; at most {limits.max_labels} of them')
+    picture = service.read_upload(image.file.read(limits.max_body_bytes + 1))
+    probabilities = service.locked(service.searcher.classify, picture, tuple(names), tuple(chosen))
+    return Classification(labels=[LabelProbability(label=n, probability=p) for n, p in probabilities])
+
+
+@router.post(
+    "/embed",
+    response_model=Embedding,
+    openapi_extra=request_body("EmbedQuery", "EmbedForm"),
+    responses={413: {}, 415: {}, 422: {}},
+)
+async def embed(request: Request) -> Embedding:
+    """The model's normalised embedding of a text (JSON) or an image (multipart `image`)."""
+    service = _service(request)
+    query, image = await service.query(request, service.models.embed, service.models.embed_form)
+    if image is not None:
+        vector = await run_in_threadpool(service.locked, service.searcher.image_vector, image)
+    else:
+        vector = await run_in_threadpool(service.locked, service.searcher.text_vector, query.text)
+    return Embedding(embedding=[float(v) for v in vector], dim=service.dim)
+
+
+@router.get("/health", response_model=Health)
+def health(request: Request) -> Health:
+    service = _service(request)
+    collection = service.searcher.collection
+    model = collection.model
+    return Health(
+        status="ok",
+        items=service.rows,
+        dim=service.dim,
+        index=service.searcher.index_kind or "flat",
+        model=f"{Path(model['checkpoint']).name} ({model['fingerprint'][:12]})",  # no server paths
+        captions=collection.has_captions,
+    )
+
+
+@router.get("/items/{id}", response_model=ItemOut, responses={404: {}})
+def item(request: Request, id: int) -> ItemOut:
+    service = _service(request)
+    service.check_item(id)
+    return ItemOut(**service.searcher.collection.item(id).public())
+
+
+@router.get("/items/{id}/thumbnail", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+def item_thumbnail(request: Request, id: int) -> Response:
+    service = _service(request)
+    service.check_item(id)
+    return Response(service.thumbnail(id), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    return HTMLResponse(files("cliplab.serve").joinpath("page.html").read_text(encoding="utf-8"))

@@ -1,0 +1,102 @@
+"""The search service's state and work: a `Searcher` behind one lock, the request models, thumbnails.
+
+Every way a request can be wrong becomes an `HTTPException` with a 4xx status and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from functools import lru_cache
+
+import numpy as np
+from fastapi import HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile as FormFile
+
+from ..data import BadSample, decode_image
+from ..errors import QueryError
+from ..search import Searcher
+from .limits import Limits
+from .schemas import RequestModels, Result, SearchResults, request_models
+
+THUMBNAIL_SIDE = 256
+
+
+class Service:
+    def __init__(self, searcher: Searcher, limits: Limits):
+        self.searcher, self.limits = searcher, limits
+        self.dim, self.rows = searcher.dim, len(searcher.collection)
+        self.models: RequestModels = request_models(limits, self.dim)
+        self._compute = threading.Lock()  # one model call at a time: on a CPU, parallel calls only fight for cores
+        self.thumbnail = lru_cache(maxsize=1024)(self._thumbnail)
+
+    def locked(self, function, *args):
+        with self._compute:
+            return function(*args)
+
+    def read_upload(self, data: bytes) -> Image.Image:
+        if not data:
+            raise HTTPException(422, "the uploaded image is empty")
+        try:
+            image = decode_image(data, max_pixels=self.limits.max_pixels)
+        except BadSample as err:
+            if err.reason == "too many pixels":
+                raise HTTPException(413, f"image too large: more than {self.limits.max_pixels:,} pixels") from None
+            raise HTTPException(415, "unsupported or damaged image: send a JPEG, PNG, WebP, GIF, BMP or TIFF") from None
+        return image.convert("RGB")
+
+    async def query(self, request: Request, json_model: type[BaseModel], form_model: type[BaseModel]):
+        """(the query, None) from a JSON body, or (the query, its decoded image) from a multipart form."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            return _validate(json_model, await request.body()), None
+        if kind == "multipart/form-data":
+            try:
+                form = await request.form(max_files=1, max_fields=8)
+            except Exception as err:  # malformed multipart bodies surface as assorted parser errors
+                raise HTTPException(400, f"malformed multipart body: {err}") from None
+            upload = form.get("image")
+            if not isinstance(upload, FormFile):  # starlette's class: FastAPI's UploadFile subclasses it
+                raise HTTPException(422, "a multipart request needs an 'image' file")
+            fields = {name: value for name, value in form.items() if name != "image"}
+            query = _validate(form_model, {**fields, "image": await upload.read()})
+            return query, self.read_upload(query.image)
+        raise HTTPException(415, "send application/json (text or embedding) or multipart/form-data (an image)")
+
+    def results(self, kind: str, vector: np.ndarray, k: int, fold: bool) -> SearchResults:
+        try:
+            hits = self.searcher.search(vector, k, fold_duplicates=fold)
+        except QueryError as err:
+            raise HTTPException(422, str(err)) from None
+        out = []
+        for hit in hits:
+            item = self.searcher.collection.item(hit.id)
+            thumbnail = f"/items/{hit.id}/thumbnail"
+            out.append(Result(**item.public(), score=hit.score, thumbnail=thumbnail, duplicates=hit.duplicates))
+        return SearchResults(query=kind, results=out)
+
+    def check_item(self, id: int) -> None:
+        if not 0 <= id < self.rows:
+            raise HTTPException(404, f"no item {id}: ids run from 0 to {self.rows - 1}")
+
+    def _thumbnail(self, id: int) -> bytes:
+        try:
+            with self.searcher.collection.open_image(id) as image:
+                image = image.convert("RGB")
+                image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                buffer = io.BytesIO()
+                image.save(buffer, "JPEG", quality=85)
+                return buffer.getvalue()
+        except BadSample as err:
+            raise HTTPException(404, f"item {id}'s image can no longer be read ({err.reason})") from None
+
+
+def _validate(model: type[BaseModel], data: bytes | dict):
+    try:
+        return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_context=False, include_input=False)
+        raise HTTPException(422, jsonable_encoder(errors)) from None
