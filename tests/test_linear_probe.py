@@ -68,17 +68,8 @@ def test_linear_probe_and_few_shot_from_the_command_line(tmp_path):
 
     torch.manual_seed(0)
     cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), tmp_path / "m.safetensors")
-    common = [
-        "synthetic:heldout",
-        "--checkpoint",
-        str(tmp_path / "m.safetensors"),
-        "--out",
-        str(tmp_path / "out"),
-        "--no-progress",
-        "--no-cache",
-        "--workers",
-        "0",
-    ]
+    out, model = tmp_path / "out", tmp_path / "m.safetensors"
+    common = f"synthetic:heldout --checkpoint {model} --out {out} --no-progress --no-cache --workers 0".split()
     assert main(["eval", *common, "--task", "linear_probe"]) == 0
     assert main(["eval", *common, "--task", "few_shot", "--template", "a {}"]) == 0
     probe = json.loads(next((tmp_path / "out").glob("*linear_probe.json")).read_text())

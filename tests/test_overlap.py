@@ -46,24 +46,8 @@ def test_overlap_from_the_command_line_finds_copied_files(tmp_path):
     shutil.copy(tmp_path / "train" / "a" / "0.png", tmp_path / "test" / "a" / "copy.png")  # one exact copy
     torch.manual_seed(0)
     cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), tmp_path / "m.safetensors")
-    argv = [
-        "eval",
-        str(tmp_path / "test"),
-        "--task",
-        "overlap",
-        "--train",
-        str(tmp_path / "train"),
-        "--checkpoint",
-        str(tmp_path / "m.safetensors"),
-        "--out",
-        str(tmp_path / "out"),
-        "--no-progress",
-        "--no-cache",
-        "--workers",
-        "0",
-        "--threshold",
-        "1.01",
-    ]
+    options = f"--checkpoint {tmp_path / 'm.safetensors'} --out {tmp_path / 'out'} --no-progress --no-cache --workers 0"
+    argv = f"eval {tmp_path / 'test'} --task overlap --train {tmp_path / 'train'} {options} --threshold 1.01".split()
     assert main(argv) == 0
     result = json.loads(next((tmp_path / "out").glob("*overlap.json")).read_text())
     assert result["metrics"]["images"] == 7 and result["metrics"]["exact_duplicates"] == 1

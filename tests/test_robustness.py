@@ -88,24 +88,8 @@ def test_robustness_from_python_fits_the_probe_on_half_and_scores_each_shift(tmp
 def test_robustness_from_the_command_line(tmp_path):
     torch.manual_seed(0)
     cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), tmp_path / "m.safetensors")
-    argv = [
-        "eval",
-        "synthetic:heldout",
-        "--task",
-        "robustness",
-        "--checkpoint",
-        str(tmp_path / "m.safetensors"),
-        "--shift",
-        "sketch",
-        "--shift",
-        "blur",
-        "--out",
-        str(tmp_path / "out"),
-        "--no-progress",
-        "--no-cache",
-        "--workers",
-        "0",
-    ]
+    options = f"--checkpoint {tmp_path / 'm.safetensors'} --out {tmp_path / 'out'} --no-progress --no-cache --workers 0"
+    argv = f"eval synthetic:heldout --task robustness --shift sketch --shift blur {options}".split()
     assert main(argv) == 0
     result = json.loads(next((tmp_path / "out").glob("*robustness.json")).read_text())
     assert set(result["shifts"]) == {"clean", "sketch", "blur"}

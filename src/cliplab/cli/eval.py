@@ -142,10 +142,6 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     name = checkpoint.stem if checkpoint.is_file() else checkpoint.name
-    for what, why in source.problems[:10]:
-        print(f"{what}: {why}")
-    if len(source.problems) > 10:
-        print(f"... and {len(source.problems) - 10} more (listed in the results)")
     run = EvalRun(model, name, source, train, templates, shifts, options, args.threshold, Path(args.out))
     return REPORTS[task](run)
 
@@ -179,7 +175,7 @@ def _classification(run: EvalRun) -> int:
         f"{r.mean_per_class_recall:.2%} ({len(r.classes)} classes, chance {r.chance:.2%}, {r.count} images, "
         f"{len(run.templates)} templates)"
     )
-    _report_files(result.write(run.out, run.name), plot, result.features)
+    _report_files(result.write(run.out, run.name), plot, result.features, result.problems)
     return 0
 
 
@@ -201,7 +197,7 @@ def _retrieval(run: EvalRun) -> int:
         f"{result.dataset}: {len(result.features.kept)} images, {len(result.captions)} captions; "
         f"text->image R@1/5/10 {both('text_to_image')}%, image->text {both('image_to_text')}%"
     )
-    _report_files(result.write(run.out, run.name), plot, result.features)
+    _report_files(result.write(run.out, run.name), plot, result.features, result.problems)
     return 0
 
 
@@ -218,7 +214,7 @@ def _linear_probe(run: EvalRun) -> int:
 
     result = linear_probe(run.model, run.source, run.train, options=run.options)
     print(_probe_line(result))
-    _report_files(result.write(run.out, run.name), None, result.test)
+    _report_files(result.write(run.out, run.name), None, result.test, result.test_source.problems)
     return 0
 
 
@@ -236,7 +232,7 @@ def _few_shot(run: EvalRun) -> int:
     plot = plot_few_shot(
         draws, zero_shot, run.out / f"{result.dataset}__{run.name}__few_shot.png", f"{run.name} on {result.dataset}"
     )
-    _report_files(result.write(run.out, run.name), plot, result.probe.test)
+    _report_files(result.write(run.out, run.name), plot, result.probe.test, result.probe.test_source.problems)
     return 0
 
 
@@ -283,8 +279,10 @@ REPORTS = {
 }
 
 
-def _report_files(path: Path, plot: Path | None, features) -> None:
+def _report_files(path: Path, plot: Path | None, features, problems: list[tuple[str, str]]) -> None:
     cached = " (image features from the cache)" if features.from_cache else ""
     print(f"results: {path}" + (f"; plot: {plot}" if plot else "") + cached)
     if features.skipped:
         print(f"skipped {len(features.skipped)} unreadable images (listed in the JSON), e.g. {features.skipped[0]}")
+    if problems:
+        print(f"left out {len(problems)} more (listed in the JSON), e.g. {problems[0]}")

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from ..errors import ConfigError
+
 # An attention function takes q, k, v of shape (N, H, L, Dh) and returns (N, H, Lq, Dh).
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
@@ -82,7 +84,7 @@ class MultiheadSelfAttention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         if width % heads:
-            raise ValueError(f"width {width} is not divisible by {heads} heads")
+            raise ConfigError(f"width {width} is not divisible by {heads} heads")
         self.heads = heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * width))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -120,6 +121,12 @@ def resolve_resume(resume: str, checkpoints_folder: Path) -> Path:
 def load_training_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(model state dict, trainer tensors, state) of a checkpoint folder."""
     model_state = read_checkpoint(path / "model.safetensors").state_dict
-    trainer_tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
-    state = json.loads((path / "state.json").read_text())
+    try:
+        trainer_tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"{path / 'trainer.pt'} is damaged ({str(err).splitlines()[0]})") from None
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path / 'state.json'} is damaged ({err})") from None
     return model_state, trainer_tensors, state
