@@ -6,10 +6,12 @@ matplotlib comes with the `train` and `eval` extras; without it a warning is giv
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .classification import ClassificationReport
 
@@ -66,23 +68,35 @@ def save_figure(plt, figure, out: Path) -> Path:
     return out
 
 
-def plot_retrieval_examples(examples: list, out: Path, columns: int = 4) -> Path | None:
-    """Images with their top retrieved captions (image -> text); a caption of the image is marked with *."""
-    import textwrap
-
+def plot_image_grid(
+    tiles: list[tuple[Image.Image, str, bool]],
+    out: Path,
+    columns: int = 4,
+    cell: tuple[float, float] = (4, 5.2),
+    **title,
+) -> Path | None:
+    """Images in a grid, each titled; a title in green where its tile is right, in red where it is wrong."""
     plt = pyplot()
     if plt is None:
         return None
-    rows = -(-len(examples) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 5.2 * rows), squeeze=False)
+    rows = -(-len(tiles) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(cell[0] * columns, cell[1] * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, (image, top) in zip(axes.flat, examples):
+    for axis, (image, text, right) in zip(axes.flat, tiles):
         axis.imshow(image)
-        lines = [textwrap.fill(f"{'*' if right else ' '} {score:.2f} {caption}", 48) for caption, score, right in top]
-        axis.set_title("\n".join(lines), fontsize=7, loc="left", color="green" if top[0][2] else "red")
+        axis.set_title(text, color="green" if right else "red", **title)
     figure.tight_layout()
     return save_figure(plt, figure, out)
+
+
+def plot_retrieval_examples(examples: list, out: Path, columns: int = 4) -> Path | None:
+    """Images with their top retrieved captions (image -> text); a caption of the image is marked with *."""
+    tiles = []
+    for image, top in examples:
+        lines = [textwrap.fill(f"{'*' if right else ' '} {score:.2f} {caption}", 48) for caption, score, right in top]
+        tiles.append((image, "\n".join(lines), top[0][2]))
+    return plot_image_grid(tiles, out, columns, fontsize=7, loc="left")
 
 
 def plot_few_shot(draws, zero_shot_top1: float | None, out: Path, title: str) -> Path | None:
