@@ -142,12 +142,12 @@ class Trainer:
             self.transform,
             model.tokenizer,
             config.batch_size,
-            config.seed,
-            self.place.rank,
-            self.place.world,
-            config.workers,
-            config.resample,
-            config.samples_per_epoch,
+            seed=config.seed,
+            rank=self.place.rank,
+            world=self.place.world,
+            workers=config.workers,
+            resample=config.resample,
+            samples_per_epoch=config.samples_per_epoch,
         )
         self.steps_per_epoch = self.data.samples // config.batch_size
         if self.steps_per_epoch == 0:
