@@ -11,28 +11,46 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any
 
 from .errors import SourceError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`.
+
+    The file gets the permissions a plain `open` would give it (0666 less the umask), not the
+    temporary file's private 0600, so other users and services can read what cliplab writes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        write(tmp)  # some writers (safetensors) replace the file: its mode is set after
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # elsewhere the only way to read it is to set it and set it back
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -47,8 +65,15 @@ def save_safetensors(
     tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
 ) -> None:
     """A safetensors file of `tensors` (copied to contiguous CPU memory), written atomically."""
+    from safetensors.torch import save_file
+
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=dict(metadata or {})))
+
+
+def os_reason(err: BaseException) -> str:
+    """What went wrong, in words: an OSError's text without its `[Errno N]` and repeated file name."""
+    return getattr(err, "strerror", None) or str(err)
 
 
 def cache_dir() -> Path:
@@ -68,4 +93,4 @@ def read_user_text(path: str | os.PathLike, what: str) -> str:
     except UnicodeDecodeError:
         raise SourceError(f"{what} {path} is not UTF-8 text") from None
     except OSError as err:
-        raise SourceError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+        raise SourceError(f"{what} {path} cannot be read ({os_reason(err)})") from None

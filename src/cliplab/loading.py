@@ -16,9 +16,17 @@ from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
 from .errors import CheckpointError, ConfigError
 from .files import cache_dir
 from .models import CLIPConfig, Model, build_model
-from .models.config import available_models, display_name
+from .models.config import architecture_name, available_models, display_name
 from .towers import TowersConfig, build_towers_model, is_towers_config
 from .transforms import Transform, model_transform
+
+OPENAI_URL = "https://openaipublic.azureedge.net/clip/models"
+
+
+def architecture(model: Model) -> str:
+    """A readable name of a model's architecture ('ViT-B/32', 'tiny-RN@32px', 'timm:resnet50+bert')."""
+    config = model.config
+    return config.name if isinstance(config, TowersConfig) else architecture_name(config)
 
 
 def cache_dirs() -> list[Path]:
@@ -49,9 +57,28 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
                 return folder / file_name
     where = " or ".join(str(d) for d in cache_dirs())
     raise CheckpointError(
-        f"no weights for {name_or_path!r} found: cliplab does not download, so put the released file "
-        f"({names[0]}) in {where}, or pass its path. For random weights use cliplab.create_model({str(name_or_path)!r})."
+        f"no weights for {display_name(str(name_or_path))} found in {where}: OpenAI publishes them as {names[0]} "
+        f"(openai/CLIP's clip/clip.py lists the address, under {OPENAI_URL}); cliplab does not download, so put "
+        "the file in one of those folders, or give its path instead of the name"
     )
+
+
+def resolve_device(name: str | torch.device = "auto", index: int = 0) -> torch.device:
+    """A device from its name: "auto" is a GPU when there is one (the `index`-th), else the CPU."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda", index) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1, ...") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", index)
+    return device
 
 
 def load_model(
@@ -60,7 +87,8 @@ def load_model(
     image_size: int | None = None,
     activation: str = "quick_gelu",
 ) -> Model:
-    """A model from any checkpoint cliplab reads, in eval mode and float32.
+    """A model from any checkpoint cliplab reads, in eval mode and float32, on `device` ("auto": a GPU
+    when there is one).
 
     `image_size` runs it at another resolution (positional embedding interpolated).
     `activation` matters only for checkpoints without a configuration (OpenAI, OpenCLIP files):
@@ -72,7 +100,7 @@ def load_model(
     else:
         config = CLIPConfig.from_dict(contents.config) if contents.config else None
         model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
-    return model.float().to(device).eval()
+    return model.float().to(resolve_device(device)).eval()
 
 
 def load(

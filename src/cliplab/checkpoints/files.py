@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError, ConfigError
-from ..files import save_safetensors
+from ..files import os_reason, save_safetensors
 from .torchscript import is_torchscript_archive, read_torchscript_state_dict
 
 CONFIG_METADATA_KEY = "cliplab_config"
@@ -56,8 +56,11 @@ def read_checkpoint_file(path: str | os.PathLike) -> CheckpointContents:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: no such file or folder")
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read ({os_reason(err)})") from None
     size = path.stat().st_size
     if head[:4] == b"PK\x03\x04":
         contents = _read_zip(path)
@@ -89,7 +92,7 @@ def _read_safetensors(path: Path) -> CheckpointContents:
             metadata = f.metadata() or {}
             state_dict = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is a damaged or truncated safetensors file: {err}") from None
+        raise CheckpointError(f"{path} is a damaged or truncated safetensors file: {os_reason(err)}") from None
     config = metadata.get(CONFIG_METADATA_KEY)
     if config is None:
         return CheckpointContents(_unwrap(state_dict), None, "safetensors")

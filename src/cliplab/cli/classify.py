@@ -1,15 +1,17 @@
-"""`cliplab classify IMAGE... --labels "dog,cat,red envelope" [--checkpoint PATH]`: zero-shot labels for images.
+"""`cliplab classify IMAGE_OR_FOLDER... --labels "dog,cat,red envelope"`: zero-shot labels for images.
 
 Each label becomes one prompt per template, the prompts' embeddings are averaged per label (the
-paper's prompt ensembling), and each image gets its top labels with probabilities. An image that
-cannot be read is reported and skipped; the others are still classified.
+paper's prompt ensembling), and each image gets its top labels with probabilities. A folder stands for
+every image in it. An image that cannot be read is reported and skipped; the others are still classified.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from pathlib import Path
+
+from . import options
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -19,14 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "classify",
         help="zero-shot classify images among labels you name",
         description="Zero-shot classification: the most likely of the given labels for each image.",
-        epilog='example: cliplab classify cat.jpg --labels "cat,dog,car" --checkpoint ViT-B-32.pt',
+        epilog='example: cliplab classify cat.jpg photos/ --labels "cat,dog,car" --checkpoint ViT-B-32.pt',
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--labels", required=True, help="comma-separated class names, or @FILE with one per line")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
     parser.add_argument(
-        "--checkpoint",
-        default="ViT-B/32",
-        help="a checkpoint file or a model name found in the caches (default: ViT-B/32)",
+        "--labels", required=True, help="comma-separated class names (at least two), or @FILE with one per line"
     )
     parser.add_argument(
         "--template",
@@ -43,46 +42,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "imagenet1k_7, cifar10, food101, pets, ...",
     )
     parser.add_argument("--top", type=int, default=5, help="labels to print per image (default: 5)")
+    options.checkpoint(parser)
+    options.device(parser)
+    options.batch_size(parser)
+    options.workers(parser, default=0)
+    options.json_lines(parser)
+    options.progress(parser)
     parser.set_defaults(run=run)
 
 
-def _read_list(spec: str, what: str) -> list[str]:
-    from ..errors import ConfigError
+def read_list(spec: str, what: str) -> list[str]:
+    """Comma-separated items, or the lines of the file `@FILE`."""
     from ..files import read_user_text
 
     items = read_user_text(spec[1:], f"--{what} file").splitlines() if spec.startswith("@") else spec.split(",")
-    items = [item.strip() for item in items if item.strip()]
-    if not items:
-        raise ConfigError(f"no {what} given")
-    return items
+    return [item.strip() for item in items if item.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from pathlib import Path
 
-    from ..data import BadSample, read_image
-    from ..loading import load
-    from ..zeroshot import build_classifier, check_templates, classify, get_templates
+    from ..data import FileItem, open_source
+    from ..encode import embed_images
+    from ..loading import load_model
+    from ..zeroshot import build_classifier, check_labels, check_templates, get_templates, probabilities
 
-    labels = _read_list(args.labels, "labels")
+    labels = read_list(args.labels, "labels")
     templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
     templates = check_templates(templates or list(DEFAULT_TEMPLATES), "--template")
-    model, preprocess = load(args.checkpoint)
-    weights = build_classifier(model, labels, templates)
-    failed = 0
-    for name in args.images:
-        try:
-            with read_image(Path(name)) as image:
-                pixels = preprocess(image).unsqueeze(0)
-        except BadSample as err:
-            print(f"{name}: skipped: {err}", file=sys.stderr)
-            failed += 1
+    items = []
+    for name in args.images:  # a folder stands for its images; anything else is read as an image file
+        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+    model = load_model(args.checkpoint, device=args.device)
+    check_labels(labels, model, "--labels")
+    images = embed_images(model, items, args.batch_size, args.workers, progress=args.progress, desc="classify")
+    scores = probabilities(model, images.features, build_classifier(model, labels, templates).cpu())
+    top = scores.topk(min(args.top, len(labels)), dim=1)
+    for index, values, columns in zip(images.kept.tolist(), top.values.tolist(), top.indices.tolist()):
+        path = items[index].path
+        if args.json:
+            best = [{"label": labels[c], "probability": round(p, 6)} for p, c in zip(values, columns)]
+            print(json.dumps({"image": path, "labels": best}))
             continue
-        probs = classify(model, pixels, weights)[0]
-        top = torch.topk(probs, min(args.top, len(labels)))
-        print(name)
-        for p, i in zip(top.values.tolist(), top.indices.tolist()):
-            print(f"  {p:6.3f}  {labels[i]}")
-    if failed:
-        print(f"{failed} of {len(args.images)} images could not be read", file=sys.stderr)
-    return 1 if failed == len(args.images) else 0
+        print(path)
+        for p, c in zip(values, columns):
+            print(f"  {p:6.3f}  {labels[c]}")
+    for skipped in images.skipped:
+        print(f"{items[skipped.index].path}: skipped: {skipped.message}", file=sys.stderr)
+    if images.skipped:
+        print(f"{len(images.skipped)} of {len(items)} images could not be read", file=sys.stderr)
+    return 1 if not len(images.kept) else 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..loading import convert
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert a checkpoint to cliplab's safetensors file or a Hugging Face CLIPModel folder"
+        "convert",
+        help="convert a checkpoint to cliplab's safetensors file or a Hugging Face CLIPModel folder",
+        description="Read any checkpoint cliplab reads (OpenAI's TorchScript files, OpenCLIP's files, Hugging Face "
+        "folders, cliplab's own) and write it as one safetensors file with its configuration inside, or as a "
+        "folder that transformers.CLIPModel.from_pretrained loads (Vision Transformer models).",
     )
     parser.add_argument("src", help="checkpoint file (cliplab, OpenAI, OpenCLIP) or Hugging Face folder")
     parser.add_argument("dst", help="output file (--to cliplab) or folder (--to hf)")
@@ -21,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..loading import convert
+
     out = convert(args.src, args.dst, to=args.to, image_size=args.image_size)
     print(f"wrote {out}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,15 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and a manifest naming the model. Run the same command again to resume an interrupted run.",
         epilog="example: cliplab embed photos/ --checkpoint ViT-B-32.pt --out photos.emb && cliplab index photos.emb",
     )
-    parser.add_argument("source", help="an image folder, a caption table (.csv/.tsv/.jsonl/.parquet) or .tar shards")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint file or a model name found in the caches")
-    parser.add_argument("--out", required=True, help="folder for the embeddings (resumed if it holds an earlier run)")
-    parser.add_argument("--split", help="caption tables: only rows of this split")
+    parser.add_argument(
+        "source", help="an image folder, a table of images (.csv/.tsv/.jsonl/.json/.parquet) or WebDataset shards"
+    )
+    options.checkpoint(parser)
+    options.out(parser, "the embeddings (resumed if it holds an earlier run of the same model and source)")
+    parser.add_argument("--split", help="tables: only the rows of this split")
     parser.add_argument("--shard-size", type=int, default=10_000, help="images per output shard (default: 10000)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=2, help="image-decoding processes (default: 2)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    parser.add_argument("--no-progress", action="store_true")
+    options.device(parser)
+    options.batch_size(parser)
+    options.workers(parser)
+    options.progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         split=args.split,
-        progress=not args.no_progress,
+        progress=args.progress,
     )
     resumed = f"; {report.resumed_shards} shard(s) were already done" if report.resumed_shards else ""
     print(

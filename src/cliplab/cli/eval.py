@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import options
+
 TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot", "robustness", "overlap")
 
 
@@ -41,9 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "          cliplab eval captions.tsv --split test --checkpoint m.safetensors",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dataset", help="class folders, a label or caption table, an IDX folder, or synthetic:heldout")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint file or a model name found in the caches")
-    parser.add_argument("--task", choices=TASKS, default="auto", help="default: from the dataset's form")
+    parser.add_argument(
+        "dataset",
+        help="class folders, a label or caption table, shards, an IDX folder, sklearn:digits, synthetic:heldout",
+    )
+    options.checkpoint(parser)
+    parser.add_argument(
+        "--task", choices=TASKS, default="auto", help="default: classification for labels, retrieval for captions"
+    )
     parser.add_argument(
         "--templates",
         dest="template_set",
@@ -58,8 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="class names in label order: a built-in set (imagenet1k, mnist, ...), a file (one per line), "
         "or a comma-separated list; default the folder names or labels",
     )
-    parser.add_argument("--split", default=None, help="caption tables: rows of this split; IDX files: train or test")
-    parser.add_argument("--train", help="linear_probe, few_shot: the labelled training images (same forms as DATASET)")
+    parser.add_argument("--split", default=None, help="tables: rows of this split; IDX files: train or test (default)")
+    parser.add_argument(
+        "--train", help="linear_probe, few_shot, robustness, overlap: the training images (same forms as DATASET)"
+    )
     parser.add_argument(
         "--train-split", help="--train's split: for IDX files train (default) or test; for tables, rows of this split"
     )
@@ -77,11 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.99,
         help="overlap: centred cosine similarity from which images are near-duplicates",
     )
-    parser.add_argument("--out", default="results", help="folder for the JSON and plots (default: ./results)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
+    options.out(parser, "the JSON results and plots", default="results")
+    options.device(parser)
+    options.batch_size(parser)
+    options.workers(parser)
     parser.add_argument("--no-cache", dest="cache", action="store_false", help="neither read nor write cached features")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    options.progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -108,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import open_source
     from ..errors import ConfigError
     from ..evaluate import SHIFTS, FeatureOptions
-    from ..loading import load_model, resolve_checkpoint
+    from ..loading import architecture, load_model, resolve_checkpoint
     from ..zeroshot import check_templates, get_templates
 
     classnames = _classnames(args.classnames)
@@ -130,10 +140,10 @@ def run(args: argparse.Namespace) -> int:
     templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
     templates = check_templates(templates or ["a photo of a {}."], "--template")
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, device=args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
     stat = checkpoint.stat()
-    options = FeatureOptions(
+    feature_options = FeatureOptions(
         batch_size=args.batch_size,
         workers=args.workers,
         cache=args.cache,
@@ -141,8 +151,11 @@ def run(args: argparse.Namespace) -> int:
         model_id=f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
         progress=args.progress,
     )
-    name = checkpoint.stem if checkpoint.is_file() else checkpoint.name
-    run = EvalRun(model, name, source, train, templates, shifts, options, args.threshold, Path(args.out))
+    weights = checkpoint.stem if checkpoint.is_file() else checkpoint.name
+    out = Path(args.out)
+    run = EvalRun(
+        model, architecture(model), weights, source, train, templates, shifts, feature_options, args.threshold, out
+    )
     return REPORTS[task](run)
 
 
@@ -151,7 +164,8 @@ class EvalRun:
     """What every task's report is given: the parsed command line, opened."""
 
     model: Any  # a cliplab model
-    name: str  # the model's name in result files
+    architecture: str  # its architecture's name ("ViT-B/32"): CLIP_benchmark's "model"
+    weights: str  # the checkpoint's name: CLIP_benchmark's "pretrained"
     source: Any  # the dataset, a cliplab.data.Source
     train: Any  # --train's source, or None
     templates: list[str]
@@ -160,6 +174,18 @@ class EvalRun:
     threshold: float  # overlap
     out: Path
 
+    @property
+    def title(self) -> str:
+        return self.architecture if self.weights == self.architecture else f"{self.architecture} ({self.weights})"
+
+    def write(self, result) -> Path:
+        return result.write(self.out, self.architecture, self.weights)
+
+    def plot_path(self, dataset: str, what: str) -> Path:
+        from ..evaluate.results import result_name
+
+        return self.out / f"{result_name(dataset, self.architecture, self.weights, what)}.png"
+
 
 def _classification(run: EvalRun) -> int:
     from ..evaluate import zero_shot_classification
@@ -167,15 +193,13 @@ def _classification(run: EvalRun) -> int:
 
     result = zero_shot_classification(run.model, run.source, run.templates, options=run.options)
     r = result.report
-    plot = plot_confusion(
-        r, run.out / f"{result.dataset}__{run.name}__confusion.png", f"{run.name} on {result.dataset}, zero-shot"
-    )
+    plot = plot_confusion(r, run.plot_path(result.dataset, "confusion"), f"{run.title} on {result.dataset}, zero-shot")
     print(
         f"{result.dataset}: zero-shot top-1 {r.top1:.2%}, top-5 {r.top5:.2%}, mean per-class recall "
         f"{r.mean_per_class_recall:.2%} ({len(r.classes)} classes, chance {r.chance:.2%}, {r.count} images, "
         f"{len(run.templates)} templates)"
     )
-    _report_files(result.write(run.out, run.name), plot, result.features, result.problems)
+    _report_files(run.write(result), plot, result.features, result.problems)
     return 0
 
 
@@ -187,7 +211,7 @@ def _retrieval(run: EvalRun) -> int:
     rows = list(range(min(8, len(result.features.kept))))
     images = [run.source.items[int(result.features.kept[row])].open_image().convert("RGB") for row in rows]
     examples = list(zip(images, result.top_captions(rows)))
-    plot = plot_retrieval_examples(examples, run.out / f"{result.dataset}__{run.name}__retrieval_examples.png")
+    plot = plot_retrieval_examples(examples, run.plot_path(result.dataset, "retrieval_examples"))
     recall = result.recall
 
     def both(direction: str) -> str:
@@ -197,7 +221,7 @@ def _retrieval(run: EvalRun) -> int:
         f"{result.dataset}: {len(result.features.kept)} images, {len(result.captions)} captions; "
         f"text->image R@1/5/10 {both('text_to_image')}%, image->text {both('image_to_text')}%"
     )
-    _report_files(result.write(run.out, run.name), plot, result.features, result.problems)
+    _report_files(run.write(result), plot, result.features, result.problems)
     return 0
 
 
@@ -214,7 +238,7 @@ def _linear_probe(run: EvalRun) -> int:
 
     result = linear_probe(run.model, run.source, run.train, options=run.options)
     print(_probe_line(result))
-    _report_files(result.write(run.out, run.name), None, result.test, result.test_source.problems)
+    _report_files(run.write(result), None, result.test, result.test_source.problems)
     return 0
 
 
@@ -230,9 +254,9 @@ def _few_shot(run: EvalRun) -> int:
         print(f"  {k:>2} per class: top-1 {draws.mean(k):.2%} (draws: {values})")
     print(f"  zero-shot: top-1 {zero_shot:.2%}; all-data linear probe: {result.probe.report.top1:.2%}")
     plot = plot_few_shot(
-        draws, zero_shot, run.out / f"{result.dataset}__{run.name}__few_shot.png", f"{run.name} on {result.dataset}"
+        draws, zero_shot, run.plot_path(result.dataset, "few_shot"), f"{run.title} on {result.dataset}"
     )
-    _report_files(result.write(run.out, run.name), plot, result.probe.test, result.probe.test_source.problems)
+    _report_files(run.write(result), plot, result.probe.test, result.probe.test_source.problems)
     return 0
 
 
@@ -248,7 +272,7 @@ def _robustness(run: EvalRun) -> int:
             f"{r.name:<16} {r.zero_shot_top1:10.2%} {100 * (clean.zero_shot_top1 - r.zero_shot_top1):7.2f}   "
             f"{r.probe_top1:12.2%} {100 * (clean.probe_top1 - r.probe_top1):7.2f}   {r.images}"
         )
-    print(f"results: {result.write(run.out, run.name)} (the probe {result.probe.how})")
+    print(f"results: {run.write(result)} (the probe {result.probe.how})")
     return 0
 
 
@@ -265,7 +289,7 @@ def _overlap(run: EvalRun) -> int:
     for key in ("acc1_all", "acc1_overlapping", "acc1_clean"):
         value = summary[key]
         print(f"  zero-shot top-1, {key[5:]:<11} {'-' if value is None else f'{value:.2%}'}")
-    print(f"results: {result.write(run.out, run.name)}")
+    print(f"results: {run.write(result)}")
     return 0
 
 

@@ -12,7 +12,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Exact inner product up to 100,000 items, IVF-PQ above; --kind overrides.",
     )
     parser.add_argument("folder", help="a folder written by cliplab embed")
-    parser.add_argument("--kind", default="auto", choices=("auto", "flat", "hnsw", "ivfpq"))
+    parser.add_argument(
+        "--kind",
+        default="auto",
+        choices=("auto", "flat", "hnsw", "ivfpq"),
+        help="flat: exact; hnsw: a graph, fast and accurate; ivfpq: compressed, the smallest (default: auto, "
+        "flat up to 100,000 items and ivfpq above)",
+    )
     parser.add_argument("--nlist", type=int, help="ivfpq: k-means cells (default ~sqrt(rows))")
     parser.add_argument("--m", type=int, help="ivfpq: bytes per compressed vector (default 64)")
     parser.add_argument("--nprobe", type=int, help="ivfpq: cells searched per query (default 64)")

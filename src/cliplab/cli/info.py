@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..checkpoints import read_checkpoint
-from ..models import CLIPConfig, infer_config
-from ..towers import is_towers_config
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("info", help="describe a checkpoint file or Hugging Face folder")
+    parser = subparsers.add_parser(
+        "info",
+        help="describe a checkpoint file or Hugging Face folder",
+        description="What a checkpoint holds: its format, its tensors, and its model configuration (stored, or read "
+        "off the tensor shapes). Nothing in the file is run.",
+    )
     parser.add_argument("checkpoint", help="a checkpoint file (cliplab, OpenAI, OpenCLIP) or a Hugging Face folder")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoints import read_checkpoint
+    from ..models import CLIPConfig, infer_config
+    from ..towers import is_towers_config
+
     contents = read_checkpoint(args.checkpoint)
     if is_towers_config(contents.config):  # its tokenizer (hundreds of kB of JSON) is summarised
         config = {

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import available_models, get_config
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list the built-in architectures")
+    parser = subparsers.add_parser(
+        "models",
+        help="list the built-in architectures",
+        description="The built-in architectures: the paper's nine under OpenAI's names, then small ones that "
+        "train on a laptop CPU. Any of them is a `--checkpoint` name (its released weights looked up in the caches) "
+        "and a `model=` for cliplab train.",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models import available_models, get_config
+
     print(f"{'name':<18} {'image tower':<26} {'size':>5} {'embed':>6}  text tower")
     for name in available_models():
         config = get_config(name)

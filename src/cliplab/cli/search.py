@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,9 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("text", nargs="?", help="what to look for")
     parser.add_argument("--image", help="an example image to look for instead of text")
     parser.add_argument("-k", type=int, default=10, help="results (default: 10)")
-    parser.add_argument("--checkpoint", help="the model's file, if it moved since embedding (must be the same weights)")
     parser.add_argument("--fold-duplicates", action="store_true", help="list near-duplicates under one result")
-    parser.add_argument("--json", action="store_true", help="print results as JSON lines")
+    options.checkpoint(
+        parser, default=None, note="default: the one that embedded the collection; it must be the same weights"
+    )
+    options.device(parser)
+    options.json_lines(parser)
     parser.set_defaults(run=run)
 
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a text query or --image FILE")
     if args.k < 1:
         raise ConfigError("-k must be at least 1")
-    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint)
+    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint, device=args.device)
     if args.image:
         try:
             image = read_image(Path(args.image))
@@ -50,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         folded = f"  (+{len(hit.duplicates)} near-duplicates)" if hit.duplicates else ""
         caption = f"  {item.caption}" if item.caption else ""
-        print(f"{rank:>3}. {hit.score:.4f}  {item.key}{caption}{folded}")
+        where = item.path if item.offset is None else f"{item.path}:{item.key.partition(':')[2]}"  # in a shard
+        print(f"{rank:>3}. {hit.score:.4f}  {where}{caption}{folded}")
     return 0

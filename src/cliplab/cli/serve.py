@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..serve.limits import Limits
+from . import options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,10 +19,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
     )
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--checkpoint", help="the model's file, if it moved since embedding (must be the same weights)")
-    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default: 10 MB)")
-    parser.add_argument("--max-k", type=int, default=100, help="most results per query (default: 100)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    options.checkpoint(
+        parser, default=None, note="default: the one that embedded the collection; it must be the same weights"
+    )
+    options.device(parser)
+    bounds = parser.add_argument_group("bounds on every request (anything beyond them is answered with a 4xx)")
+    default = Limits()
+    bounds.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=default.max_body_bytes / 2**20,
+        help="largest request body (default: 10 MB)",
+    )
+    bounds.add_argument(
+        "--max-pixels",
+        type=int,
+        default=default.max_pixels,
+        help=f"largest uploaded image, in pixels (default: {default.max_pixels:,})",
+    )
+    bounds.add_argument(
+        "--max-k", type=int, default=default.max_k, help=f"most results per query (default: {default.max_k})"
+    )
+    bounds.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=default.max_text_chars,
+        help=f"longest text query (default: {default.max_text_chars:,})",
+    )
+    bounds.add_argument(
+        "--max-labels",
+        type=int,
+        default=default.max_labels,
+        help=f"most labels or templates in /classify (default: {default.max_labels})",
+    )
+    bounds.add_argument(
+        "--max-label-chars",
+        type=int,
+        default=default.max_label_chars,
+        help=f"longest label or template (default: {default.max_label_chars})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -31,8 +70,15 @@ def run(args: argparse.Namespace) -> int:
     from ..search import Searcher
     from ..serve import Limits, create_app
 
-    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint)
-    limits = Limits(max_body_bytes=int(args.max_upload_mb * 2**20), max_k=args.max_k)
+    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint, device=args.device)
+    limits = Limits(
+        max_body_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels,
+        max_k=args.max_k,
+        max_text_chars=args.max_text_chars,
+        max_labels=args.max_labels,
+        max_label_chars=args.max_label_chars,
+    )
     print(f"{len(searcher.collection):,} items from {args.folder}; open http://{args.host}:{args.port}/")
     uvicorn.run(create_app(searcher, limits), host=args.host, port=args.port, log_level="info")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadSample
+from ..files import os_reason
 
 # PIL's own default; larger images are refused as possible decompression bombs.
 MAX_PIXELS = 89_478_485
@@ -42,8 +43,10 @@ def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         data = path.read_bytes()
     except FileNotFoundError:
         raise BadSample("missing file", str(path)) from None
+    except IsADirectoryError:
+        raise BadSample("not a file", f"{path} is a folder") from None
     except OSError as err:
-        raise BadSample("unreadable file", f"{path}: {err}") from None
+        raise BadSample("unreadable file", f"{path}: {os_reason(err)}") from None
     return decode_image(data, max_pixels)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadSample
+from ..files import os_reason
 from .decode import MAX_PIXELS, decode_image, read_image
 
 
@@ -72,7 +73,7 @@ class ShardItem(Item):
                 f.seek(self.offset)
                 data = f.read(self.size)
         except OSError as err:
-            raise BadSample("unreadable shard", str(err)) from None
+            raise BadSample("unreadable shard", f"{self.path}: {os_reason(err)}") from None
         if len(data) != self.size:
             raise BadSample("shard cut off")
         return data

@@ -30,28 +30,43 @@ from .sources import Source
 class EpochBatchSampler(Sampler[list[int]]):
     """This process's indices for each global batch of one epoch, from `start_step` on.
 
-    The permutation depends only on (seed, epoch); the last incomplete global batch is dropped, so
-    every process runs the same number of steps.
+    An epoch is `samples` indices (default: the dataset's size) of a seeded permutation of the
+    dataset, which depends only on (seed, epoch); an epoch longer than the dataset continues with
+    further permutations. The last incomplete global batch is dropped, so every process runs the
+    same number of steps.
     """
 
-    def __init__(self, size: int, batch_size: int, rank: int, world: int, seed: int, epoch: int, start_step: int = 0):
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        rank: int,
+        world: int,
+        seed: int,
+        epoch: int,
+        start_step: int = 0,
+        samples: int | None = None,
+    ):
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} does not split evenly over {world} processes")
-        if size < batch_size:
-            raise SourceError(f"the dataset has {size} samples, fewer than one batch of {batch_size}")
+        self.samples = size if samples is None else samples
+        if self.samples < batch_size:
+            raise SourceError(f"an epoch has {self.samples} samples, fewer than one batch of {batch_size}")
         self.size, self.batch_size, self.rank, self.world = size, batch_size, rank, world
         self.seed, self.epoch, self.start_step = seed, epoch, start_step
 
     @property
     def steps(self) -> int:
-        return self.size // self.batch_size
+        return self.samples // self.batch_size
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start_step)
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        order: list[int] = []
+        while len(order) < self.steps * self.batch_size:
+            order += torch.randperm(self.size, generator=generator).tolist()
         per_rank = self.batch_size // self.world
         for step in range(self.start_step, self.steps):
             start = step * self.batch_size + self.rank * per_rank
@@ -163,7 +178,8 @@ class TrainingData:
     """A source as the trainer reads it: how many samples make an epoch, and each epoch's batches.
 
     Shard sources are streamed (an epoch is `samples_per_epoch`, or the count in `sizes.json`); any
-    other source is read through its items, which must have captions. `transform` and `tokenizer`
+    other source is read through its items, which must have captions (an epoch is `samples_per_epoch`
+    of them, drawn in a fresh order each epoch, or every item once). `transform` and `tokenizer`
     turn an image and a caption into the model's inputs.
     """
 
@@ -201,7 +217,7 @@ class TrainingData:
                     "synthetic); this source has none"
                 )
             self.dataset = CaptionDataset(source.items, transform, tokenizer, seed=seed)
-            self.samples = len(self.dataset)
+            self.samples = len(self.dataset) if samples_per_epoch is None else samples_per_epoch
 
     @property
     def streamed(self) -> bool:
@@ -212,7 +228,7 @@ class TrainingData:
         if self.dataset is not None:
             self.dataset.set_epoch(epoch)
             sampler = EpochBatchSampler(
-                len(self.dataset), self.batch_size, self.rank, self.world, self.seed, epoch, start_step
+                len(self.dataset), self.batch_size, self.rank, self.world, self.seed, epoch, start_step, self.samples
             )
             return DataLoader(
                 self.dataset,

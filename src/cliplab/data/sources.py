@@ -111,6 +111,10 @@ class Source:
             raise SourceError(
                 f"{self.location}: no class labels (class subfolders, a 'label' column, .cls files, IDX labels)"
             )
+        if len(self.classes) < 2:
+            raise SourceError(
+                f"{self.location}: only one class ({self.classes[0]!r}); classifying needs at least two to choose from"
+            )
         kept = [item for item in self.items if item.label is not None]
         if not kept:
             raise SourceError(f"{self.location}: none of its {len(self.items)} images has a class label")

@@ -41,7 +41,7 @@ def table_items(
             raise SourceError(f"{table}: has no 'split' column to select split {split!r} from")
         rows = [row for row in rows if row["split"] == split]
     if not rows:
-        raise SourceError(f"{table}: no rows" + (f" in split {split!r}" if split is not None else ""))
+        raise SourceError(f"{table} has no rows" + (f" in split {split!r}" if split is not None else ""))
     classes, label_of = _classes([_label_text(row[label_column]) for row in rows]) if labelled else (None, {})
     root = Path(image_root) if image_root is not None else default_image_root(table, rows, image_column)
     grouped: dict[str, tuple[list[str], int | None]] = {}

@@ -21,7 +21,7 @@ from ..data import CaptionDataset, open_source
 from ..data.synthetic import SyntheticWorld
 from ..errors import ConfigError
 from ..evaluate.plots import plot_confusion
-from ..files import write_json
+from ..files import atomic_write, write_json
 from ..loss import ClipLoss
 from ..models import create_model
 from ..train import TrainConfig, Trainer, build_optimizer
@@ -141,6 +141,11 @@ def run_demo(
         ),
         "examples": plot_examples(evaluation.examples, out / "plots" / "examples_heldout.png"),
     }
+    # an image of a held-out pair, to try `cliplab classify` on: its pair and two others as the labels
+    image, truth, _ = evaluation.examples[0]
+    example = out / "example.png"
+    write_image(example, image)
+    others = [name for name in evaluation.heldout.classes if name != truth][:2]
     results = {
         "kind": "cliplab-demo",
         "model": model,
@@ -153,11 +158,17 @@ def run_demo(
         "wall_seconds": None,  # filled in below, last
         "train_seconds": round(train_seconds, 1),
         "checkpoint": str(trained.model_path),
+        "example_image": str(example),
+        "example_labels": [truth, *others],
         "plots": {name: str(path) for name, path in plots.items() if path is not None and Path(path).is_file()},
     }
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
     write_json(out / MARKER, results)
     return DemoResult(out, results, evaluation)
+
+
+def write_image(path: Path, image) -> None:
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _prepare(out: Path) -> None:
@@ -177,5 +188,13 @@ def _prepare(out: Path) -> None:
         raise ConfigError(f"{out} is not empty and holds no earlier demo; choose another --out")
     for name in ("checkpoints", "plots", "tensorboard"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("metrics.jsonl", "skipped.jsonl", "summary.json", "config.yaml", "model.safetensors", MARKER):
+    for name in (
+        "metrics.jsonl",
+        "skipped.jsonl",
+        "summary.json",
+        "config.yaml",
+        "model.safetensors",
+        "example.png",
+        MARKER,
+    ):
         (out / name).unlink(missing_ok=True)

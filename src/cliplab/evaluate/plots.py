@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..extras import install_command
 from .classification import ClassificationReport
 
 
@@ -23,7 +24,7 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        warnings.warn("plots need matplotlib: pip install 'cliplab[eval]'", stacklevel=3)
+        warnings.warn(f"plots need matplotlib: {install_command('eval')}", stacklevel=3)
         return None
     return plt
 

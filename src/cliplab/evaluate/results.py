@@ -31,9 +31,10 @@ class TaskResult:
         """Everything else the JSON file records (classes, skipped images, ...)."""
         return {}
 
-    def write(self, out: str | Path, model: str) -> Path:
-        """`{out}/{dataset}__{model}__{task}.json`, written atomically; returns its path."""
-        return write_result(out, self.dataset, model, self.task, self.metrics(), **self.details())
+    def write(self, out: str | Path, model: str, pretrained: str | None = None) -> Path:
+        """`{out}/{dataset}__{model}-{pretrained}__{task}.json`, written atomically; returns its path.
+        As in CLIP_benchmark, `model` names the architecture and `pretrained` the weights."""
+        return write_result(out, self.dataset, model, self.task, self.metrics(), pretrained, **self.details())
 
 
 def skipped_list(features, problems: list[tuple[str, str]] = ()) -> list[dict[str, str]]:
@@ -57,11 +58,31 @@ def benchmark_names(metrics: dict[str, float]) -> dict[str, float]:
     return renamed
 
 
-def write_result(out: str | Path, dataset: str, model: str, task: str, metrics: dict[str, Any], **extra: Any) -> Path:
-    """Write `{out}/{dataset}__{model}__{task}.json` atomically and return its path."""
-    record = {"dataset": dataset, "model": model, "pretrained": model, "task": task, "metrics": metrics}
+def write_result(
+    out: str | Path,
+    dataset: str,
+    model: str,
+    task: str,
+    metrics: dict[str, Any],
+    pretrained: str | None = None,
+    **extra: Any,
+) -> Path:
+    """Write `{out}/{dataset}__{model}-{pretrained}__{task}.json` atomically and return its path."""
+    pretrained = pretrained or model
+    record = {"dataset": dataset, "model": model, "pretrained": pretrained, "task": task, "metrics": metrics}
     record.update(language="en", **extra)
-    name = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part) for part in (dataset, model, task))
-    path = Path(out) / f"{name}.json"
+    path = Path(out) / f"{result_name(dataset, model, pretrained, task)}.json"
     write_json(path, record)
     return path
+
+
+def file_part(text: str) -> str:
+    """`text` as part of a file name: letters, digits, `.`, `_` and `-` only, never starting with `-` or `.`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "unnamed"
+
+
+def result_name(dataset: str, model: str, pretrained: str, task: str) -> str:
+    """`{dataset}__{model}-{pretrained}__{task}`; the weights' name is left out where it is the architecture's."""
+    same = file_part(pretrained).lower() == file_part(model).lower()
+    weights = file_part(model) if same else f"{file_part(model)}-{file_part(pretrained)}"
+    return "__".join((file_part(dataset), weights, file_part(task)))

@@ -169,3 +169,16 @@ def get_config(name: str, **overrides: Any) -> CLIPConfig:
     raw = _named_configs()[_canonical(display_name(name))][1]
     config = CLIPConfig.from_dict({k: v for k, v in raw.items() if k != "order"})
     return config.with_overrides(**overrides) if overrides else config
+
+
+def architecture_name(config: CLIPConfig) -> str:
+    """A readable name of the architecture: the built-in one it is ('ViT-B/32', 'tiny-RN@32px'), else
+    a description ('ViT/16 12x768@224px', 'RN 3-4-6-3 w64@224px')."""
+    for display in available_models():
+        named = get_config(display)
+        if (named.embed_dim, named.vision, named.text) == (config.embed_dim, config.vision, config.text):
+            return display
+    vision = config.vision
+    if vision.is_resnet:
+        return f"RN {'-'.join(map(str, vision.layers))} w{vision.width}@{vision.image_size}px"
+    return f"ViT/{vision.patch_size} {vision.layers}x{vision.width}@{vision.image_size}px"

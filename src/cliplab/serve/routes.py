@@ -11,6 +11,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
+from ..errors import ConfigError
+from ..zeroshot import check_labels
 from .schemas import Classification, Embedding, Health, ItemOut, LabelProbability, SearchResults, request_body
 from .service import Service
 
@@ -62,6 +64,10 @@ def classify(
     names = [name.strip() for name in labels.replace("\n", ",").split(",") if name.strip()]
     if not names or len(names) > limits.max_labels or any(len(n) > limits.max_label_chars for n in names):
         raise HTTPException(422, f"give 1 to {limits.max_labels} labels of at most {limits.max_label_chars} characters")
+    try:
+        check_labels(names, service.searcher.model)
+    except ConfigError as err:
+        raise HTTPException(422, str(err)) from None
     chosen = [t.strip() for t in (templates or "").splitlines() if t.strip()] or list(DEFAULT_TEMPLATES)
     if len(chosen) > limits.max_labels or any(len(t) > limits.max_label_chars or "{}" not in t for t in chosen):
         raise HTTPException(422, f'templates need "{{}}" for the label; at most {limits.max_labels} of them')

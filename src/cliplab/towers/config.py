@@ -62,6 +62,11 @@ class TowersConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def name(self) -> str:
+        """A readable name: the image backbone and the text encoder's kind, 'timm:efficientnet_lite0+bert'."""
+        return f"{self.image.library}:{self.image.name}+{self.text.hf_config.get('model_type', 'text')}"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TowersConfig:
         return cls(**data)

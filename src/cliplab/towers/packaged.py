@@ -11,6 +11,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import ConfigError, MissingExtra
+from ..extras import install_command
 
 # name -> (module, how it gives its path, the wheel to install)
 PACKAGED = {
@@ -36,5 +37,5 @@ def resolve_path(path: str | Path) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise MissingExtra(f"{text} needs its wheel: pip install {wheel} (or 'cliplab[pretrained]')") from err
+        raise MissingExtra(f"{text} needs its wheel: pip install {wheel} (or {install_command('pretrained')})") from err
     return Path(locate(module))

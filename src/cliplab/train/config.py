@@ -6,8 +6,13 @@ configuration saved with the run (`config.yaml`) is complete and readable.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import io
 import json
+import textwrap
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -20,71 +25,73 @@ from ..files import read_user_text, write_text
 
 @dataclass
 class TrainConfig:
+    """Every option of a training run. Each field's comment is its one-line help in `cliplab train --help`."""
+
     # Model
     model: str = "tiny-ViT/8@64px"  # a built-in architecture (`cliplab models`)
-    # Fine-tuning: start from this checkpoint (cliplab, OpenAI, OpenCLIP or a Hugging Face folder);
-    # its architecture replaces `model`. Not the same as --resume, which continues a run of this config.
-    init_from: str | None = None
+    # Not the same as --resume, which continues an interrupted run of this configuration.
+    init_from: str | None = None  # fine-tune: start from this checkpoint; its architecture replaces `model`
     image_size: int | None = None  # train at this resolution (ViT positional embeddings resized)
     # Towers from other libraries (pip install 'cliplab[towers]'): set both to build a TowersCLIP
-    image_tower: str | None = None  # "timm:efficientnet_lite0", "torchvision:resnet50", ...
-    image_tower_weights: str | None = None  # a local file of its pretrained weights
-    image_mean: list[float] | None = None  # its input normalisation (default: ImageNet's)
-    image_std: list[float] | None = None
-    text_tower: str | None = None  # a local Hugging Face encoder folder (AutoModel.from_pretrained)
-    text_pooling: str = "mean"  # "mean" over tokens or "cls"
+    image_tower: str | None = None  # towers: an image backbone, "timm:efficientnet_lite0", "torchvision:resnet50", ...
+    image_tower_weights: str | None = None  # towers: a local file of the image backbone's pretrained weights
+    image_mean: list[float] | None = None  # towers: the image backbone's input mean (default: ImageNet's)
+    image_std: list[float] | None = None  # towers: the image backbone's input std (default: ImageNet's)
+    text_tower: str | None = None  # towers: a local Hugging Face text encoder folder
+    text_pooling: str = "mean"  # towers: pool the text encoder by "mean" over tokens or "cls"
     embed_dim: int = 512  # towers: width of the shared embedding space
     projection: str = "linear"  # towers: "linear" or "mlp" heads joining them
     image_head: bool = True  # towers: false = the image features are the shared space (LiT), no image head
-    # Data: a caption table (.csv/.tsv/.jsonl/.parquet), a folder or brace pattern of WebDataset shards,
-    # or "synthetic" (the built-in world of coloured shapes; samples_per_epoch scenes, default 20,000)
-    data: str = ""
-    image_column: str = "image"
-    caption_column: str = "caption"
-    image_root: str | None = None
-    split: str | None = None  # rows of the table's `split` column to train on
-    samples_per_epoch: int | None = None  # shards: read from their sizes.json when absent; synthetic: 20,000
-    resample: bool = False  # shards only: draw shards with replacement (an endless stream)
-    workers: int = 2
-    # Validation: a caption table (often the same file with another split); empty for none
-    val_data: str = ""
-    val_split: str | None = None
-    val_every: int = 0  # steps; 0 means once per epoch
+    # Data
+    data: str = ""  # a caption table (.csv/.tsv/.jsonl/.parquet), WebDataset shards, or "synthetic"
+    image_column: str = "image"  # a table's column of image paths
+    caption_column: str = "caption"  # a table's column of captions
+    image_root: str | None = None  # where a table's relative image paths start (default: beside the table)
+    split: str | None = None  # train on the rows whose `split` column has this value
+    samples_per_epoch: int | None = (
+        None  # samples per epoch (default: all of a table; sizes.json for shards; synthetic: 20,000)
+    )
+    resample: bool = False  # shards: draw shards with replacement (an endless stream)
+    workers: int = 2  # image-decoding processes
+    # Validation
+    val_data: str = ""  # a captioned source to validate on (default: `data`, when val_split is set)
+    val_split: str | None = None  # validate on the rows whose `split` column has this value
+    val_every: int = 0  # validate every this many steps; 0 means once per epoch
     # Schedule and optimiser (the paper's AdamW settings)
-    batch_size: int = 64  # global: split evenly over the processes
+    batch_size: int = 64  # image-caption pairs encoded together in a step (global: split over the processes)
     micro_batch_size: int | None = None  # gradient caching: encode at most this many pairs at once
-    epochs: int = 1
+    epochs: int = 1  # passes over the data
     max_steps: int | None = None  # stop (and end the schedule) after this many steps
-    lr: float = 5e-4
-    min_lr: float = 0.0
-    warmup_steps: int = 100
-    weight_decay: float = 0.2
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
-    grad_clip: float | None = None  # max global gradient norm
-    loss: str = "clip"  # "clip" (the paper's softmax loss) or "siglip"
+    lr: float = 5e-4  # peak learning rate
+    min_lr: float = 0.0  # learning rate at the end of the cosine decay
+    warmup_steps: int = 100  # steps of linear warm-up to `lr`
+    weight_decay: float = 0.2  # AdamW's decoupled weight decay, on matrices only
+    beta1: float = 0.9  # AdamW's beta1
+    beta2: float = 0.98  # AdamW's beta2
+    eps: float = 1e-6  # AdamW's epsilon
+    grad_clip: float | None = None  # clip the global gradient norm to this
+    loss: str = "clip"  # "clip" (the paper's softmax loss) or "siglip" (sigmoid, with a learned bias)
     local_loss: bool = True  # with several processes: each scores only its rows (same gradients)
     # Model options for training
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, float32 elsewhere), "fp32" or "bf16"
-    grad_checkpointing: bool = False
-    compile: bool = False
+    grad_checkpointing: bool = False  # recompute activations in the backward pass to save memory
+    compile: bool = False  # run the model through torch.compile
     lock_image: bool = False  # LiT: freeze the image tower
     lock_image_unlocked: int = 0  # ... but leave its last N groups trainable (blocks; the head is one)
-    lock_text: bool = False
-    lock_text_unlocked: int = 0
+    lock_text: bool = False  # freeze the text tower
+    lock_text_unlocked: int = 0  # ... but leave its last N layers trainable
     patch_dropout: float = 0.0  # FLIP: share of image patches dropped in training (ViT only)
     max_bad_steps: int = 5  # stop after this many consecutive steps with a non-finite loss
     # Run
-    out: str = "runs/clip"
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    log_every: int = 10
-    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
-    keep_checkpoints: int = 3
-    tensorboard: bool = True
-    plots: bool = True
-    progress: bool = True
+    out: str = "runs/clip"  # the folder for the run: configuration, metrics, checkpoints, the final model
+    seed: int = 0  # seed of the initial weights, the data order and the augmentations
+    device: str = "auto"  # where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1, ...
+    log_every: int = 10  # steps between metric records
+    checkpoint_every: int = 500  # steps between checkpoints; one is also written at the end
+    keep_checkpoints: int = 3  # how many of the newest checkpoints to keep
+    tensorboard: bool = True  # write TensorBoard event files
+    plots: bool = True  # draw plots/training.png at the end
+    progress: bool = True  # show a progress bar
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
     def __post_init__(self) -> None:
@@ -141,6 +148,18 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     return value
 
 
+def option_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """Each field's one-line help: the comment at the end of its line in the class's source."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    (body,) = ast.parse(source).body
+    lines = {node.lineno: node.target.id for node in body.body if isinstance(node, ast.AnnAssign)}
+    docs = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and token.start[0] in lines:
+            docs[lines[token.start[0]]] = token.string.lstrip("#").strip()
+    return docs
+
+
 def parse_value(text: str) -> Any:
     """A command-line value typed as YAML would: `3` int, `1e-3` float, `true` bool, `null` None."""
     for number in (int, float):  # before YAML, which reads `1e-3` as a string
@@ -177,8 +196,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
-    """The configuration in `path` (YAML or JSON), with `key=value` overrides applied on top."""
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The configuration in `path` (YAML or JSON), with `key=value` overrides applied on top, then `options`
+    (already typed values, as the command line's `--batch-size 64` gives them)."""
     values = read_config_file(path) if path else {}
     if isinstance(overrides, dict):
         values.update(overrides)
@@ -188,6 +212,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
             if not sep or not key:
                 raise ConfigError(f"override {item!r} is not key=value")
             values[key.strip()] = parse_value(text)
+    values.update(options or {})
     return TrainConfig.from_dict(values)
 
 

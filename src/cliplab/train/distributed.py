@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ..loading import resolve_device
 
 
 @dataclass(frozen=True)
@@ -24,18 +24,6 @@ class Placement:
         return self.rank == 0
 
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(preference)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {preference!r} asked for, but this machine has no CUDA GPU")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(preference: str = "auto") -> Placement:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, ...), if any.
 
@@ -44,7 +32,7 @@ def setup(preference: str = "auto") -> Placement:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(preference, local_rank)
+    device = resolve_device(preference, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

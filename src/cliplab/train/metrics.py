@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluate.plots import pyplot, save_figure
+from ..extras import install_command
 
 
 class MetricsLog:
@@ -29,7 +30,7 @@ class MetricsLog:
                 self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step)
             except ImportError:
                 warnings.warn(
-                    "TensorBoard logging needs the tensorboard package: pip install 'cliplab[train]'", stacklevel=2
+                    f"TensorBoard logging needs the tensorboard package: {install_command('train')}", stacklevel=2
                 )
 
     def log(self, step: int, values: dict[str, Any]) -> None:
@@ -59,34 +60,44 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-# (panel title, metric names drawn in it)
+# (panel title, ((metric, its label in the legend), ...), scale on the axis)
 PANELS = (
-    ("contrastive loss", ("train/loss", "val/loss")),
-    ("learning rate", ("train/lr",)),
-    ("temperature exp(t)", ("train/logit_scale",)),
+    ("contrastive loss", (("train/loss", "training"), ("val/loss", "validation")), 1),
+    ("learning rate", (("train/lr", "learning rate"),), 1),
+    ("temperature exp(t)", (("train/logit_scale", "exp(t)"),), 1),
     (
-        "validation recall@K",
-        tuple(f"val/{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
+        "validation recall@K (%)",
+        tuple(
+            (f"val/{d}_R@{k}", f"{d.replace('_to_', '->').replace('image', 'img')} R@{k}")
+            for d in ("image_to_text", "text_to_image")
+            for k in (1, 5, 10)
+        ),
+        100,
     ),
 )
 
 
 def plot_metrics(metrics_path: Path, out: Path) -> Path | None:
-    """A PNG of loss, learning rate, temperature and validation recall against the step."""
+    """A PNG of loss, learning rate, temperature and validation recall against the step: the panels that
+    have something to show (no validation, no recall panel), a legend where a panel has several lines."""
     plt = pyplot()
     if plt is None:
         return None
     records = read_metrics(metrics_path) if metrics_path.is_file() else []
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
-    for axis, (title, names) in zip(axes, PANELS):
-        for name in names:
-            points = [(r["step"], r[name]) for r in records if name in r]
-            if points:
-                steps, values = zip(*points)
-                axis.plot(steps, values, marker="o" if name.startswith("val/") else None, markersize=3, label=name)
+    panels = []
+    for title, names, scale in PANELS:
+        lines = [(label, [(r["step"], scale * r[name]) for r in records if name in r]) for name, label in names]
+        lines = [(label, points) for label, points in lines if points]
+        if lines:
+            panels.append((title, lines))
+    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 4), squeeze=False)
+    for axis, (title, lines) in zip(axes.flat, panels):
+        for label, points in lines:
+            steps, values = zip(*points)
+            axis.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=label)
         axis.set_title(title)
         axis.set_xlabel("step")
-        if axis.lines:
-            axis.legend(fontsize=7)
+        if len(lines) > 1:
+            axis.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(plt, figure, out)

@@ -24,6 +24,7 @@ from ..checkpoints import save_checkpoint
 from ..data import StreamState, TrainingData, open_source
 from ..errors import ConfigError, TrainingDiverged
 from ..files import write_json
+from ..loading import architecture
 from ..models import Model
 from ..transforms import model_transform
 from . import checkpoint as ckpt
@@ -157,9 +158,12 @@ class Trainer:
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
+        self.source = source
         self.validation = None
-        if config.val_data and self.place.is_main:
-            val = open_source(config.val_data, split=config.val_split, **columns)
+        val_data = config.val_data or (config.data if config.val_split else "")  # another split of the same table
+        self.validates = bool(val_data)
+        if val_data and self.place.is_main:
+            val = open_source(val_data, split=config.val_split, **columns)
             self.validation = ValidationSet(val, model_transform(model), config.workers)
 
     def _epoch_batches(self, epoch: int, start: int):
@@ -182,6 +186,9 @@ class Trainer:
         )
         window = _Window()
         last_checkpoint = None
+        if main:
+            self._announce()
+        first_step, began_at = self.step, None
         try:
             while self.step < self.total_steps:
                 epoch, start = divmod(self.step, self.steps_per_epoch)
@@ -197,10 +204,18 @@ class Trainer:
                     self.step += 1
                     window.add(loss, began - waited, time.perf_counter() - waited, config.batch_size)
                     bar.update(config.batch_size)
+                    if self.step == first_step + 1:
+                        began_at = time.perf_counter()  # the first step warms up (kernels, workers): timed from here
+                    elif main and self.step == first_step + ESTIMATE_AFTER and self.step < self.total_steps:
+                        seconds = (time.perf_counter() - began_at) / (ESTIMATE_AFTER - 1)
+                        left = (self.total_steps - self.step) * seconds
+                        (bar.write if not bar.disable else print)(
+                            f"cliplab train: {seconds:.2f} s a step, about {_duration(left)} to go (validation aside)"
+                        )
                     if self.step % config.log_every == 0 or self.step == self.total_steps:
                         self._log_window(window, epoch, bar)
                     at_epoch_end = self.step % self.steps_per_epoch == 0
-                    if config.val_data and (
+                    if self.validates and (
                         (config.val_every and self.step % config.val_every == 0)
                         or (not config.val_every and at_epoch_end)
                     ):
@@ -208,7 +223,7 @@ class Trainer:
                     if self.step % config.checkpoint_every == 0 and self.step < self.total_steps:
                         last_checkpoint = self._save()
                 del batches
-            if config.val_data and self._last_validation != self.step:
+            if self.validates and self._last_validation != self.step:
                 self._validate()
             last_checkpoint = self._save()
             model_path = self._save_final()
@@ -228,6 +243,26 @@ class Trainer:
             self._write_summary(result)
         distributed.barrier()
         return result
+
+    def _announce(self) -> None:
+        """The opening lines: what is trained on what, how long, and what looks wrong with the schedule."""
+        config = self.config
+        parameters = sum(p.numel() for p in self.model.parameters())
+        trained = sum(p.numel() for p in self.parameters)
+        epochs = self.total_steps / self.steps_per_epoch
+        resumed = f", resuming at step {self.step}" if self.step else ""
+        print(
+            f"cliplab train: {architecture(self.model)}, {parameters:,} parameters ({trained:,} trained); "
+            f"{self.source.name} ({self.source.kind}), {self.data.samples:,} samples an epoch; "
+            f"{self.total_steps:,} steps of {config.batch_size} ({epochs:g} epoch{'s' if epochs != 1 else ''}){resumed}; "
+            f"run folder {self.out}"
+        )
+        if config.warmup_steps >= self.total_steps:
+            print(
+                f"cliplab train: warning: warmup_steps={config.warmup_steps} is not less than the run's "
+                f"{self.total_steps} steps, so the learning rate rises until the last step and never decays; "
+                f"a tenth of the run would be warmup_steps={max(1, self.total_steps // 10)}"
+            )
 
     def _train_step(self, images: torch.Tensor, texts: torch.Tensor) -> float:
         config, device = self.config, self.place.device
@@ -414,6 +449,19 @@ class Trainer:
             "bad_steps": result.bad_steps,
         }
         write_json(self.out / "summary.json", summary)
+
+
+ESTIMATE_AFTER = 5  # steps after which the time the run will take is estimated and said
+
+
+def _duration(seconds: float) -> str:
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 90
+        else f"{seconds / 60:.1f} min"
+        if seconds < 5400
+        else f"{seconds / 3600:.1f} h"
+    )
 
 
 class _Window:

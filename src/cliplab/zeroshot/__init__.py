@@ -1,11 +1,12 @@
 """Zero-shot classification: class names and prompt templates become a linear classifier."""
 
 from .classifier import PromptCache, build_classifier, classify, probabilities
-from .templates import check_templates, get_classnames, get_templates, template_sets
+from .templates import check_labels, check_templates, get_classnames, get_templates, template_sets
 
 __all__ = [
     "PromptCache",
     "build_classifier",
+    "check_labels",
     "check_templates",
     "classify",
     "get_classnames",

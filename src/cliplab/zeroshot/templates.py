@@ -69,6 +69,22 @@ def check_templates(templates: list[str], source: str = "templates") -> list[str
     return list(templates)
 
 
+def check_labels(labels: list[str], model=None, source: str = "labels") -> list[str]:
+    """Zero-shot labels: distinct, and at least two unless `model` scores each label on its own (a model
+    trained with the sigmoid loss): a softmax over one label says 1.0 whatever the image."""
+    if not labels:
+        raise ConfigError(f"{source}: no labels given")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"{source}: {repeated[0]!r} is given more than once")
+    if len(labels) < 2 and getattr(model, "logit_bias", None) is None:
+        raise ConfigError(
+            f"{source}: zero-shot classification chooses among labels, so it needs at least two "
+            f"(with only {labels[0]!r} every image would score 1.0)"
+        )
+    return labels
+
+
 def get_classnames(dataset: str) -> list[str]:
     """The curated class names of a dataset ("imagenet1k", "mnist", "pets", ...), in label order."""
     if dataset not in _classnames():

@@ -1,0 +1,62 @@
+"""The options several commands share, defined once: one spelling, one meaning, one help text.
+
+| option | meaning |
+| --- | --- |
+| `--checkpoint` | the model: a checkpoint file, a Hugging Face folder or a released model's name |
+| `--device` | where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1, ... |
+| `--batch-size` | images or texts encoded together |
+| `--workers` | image-decoding processes |
+| `--out` | the folder results go to |
+| `--json` | print results as JSON lines |
+| `--no-progress` | no progress bar |
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_CHECKPOINT = "ViT-B/32"
+
+
+def checkpoint(parser: argparse.ArgumentParser, default: str | None = DEFAULT_CHECKPOINT, note: str = "") -> None:
+    where = f"default: {default}" if default else note
+    parser.add_argument(
+        "--checkpoint",
+        default=default,
+        metavar="CKPT",
+        help=f"the model: a checkpoint file, a Hugging Face folder, or a released model's name found in the caches "
+        f"({where})",
+    )
+
+
+def device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1, ... (default: auto)",
+    )
+
+
+def batch_size(parser: argparse.ArgumentParser, default: int = 256) -> None:
+    parser.add_argument(
+        "--batch-size", type=int, default=default, help=f"images or texts encoded together (default: {default})"
+    )
+
+
+def workers(parser: argparse.ArgumentParser, default: int = 2) -> None:
+    parser.add_argument("--workers", type=int, default=default, help=f"image-decoding processes (default: {default})")
+
+
+def out(parser: argparse.ArgumentParser, what: str, default: str | None = None) -> None:
+    if default is None:
+        parser.add_argument("--out", required=True, help=f"the folder for {what}")
+    else:
+        parser.add_argument("--out", default=default, help=f"the folder for {what} (default: {default})")
+
+
+def json_lines(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print results as JSON lines")
+
+
+def progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
