@@ -225,7 +225,10 @@ def main() -> None:
 
     rng = random.Random(args.seed)
     steps_per_epoch = len(train_rows) // args.batch_size
+    planned = args.steps or args.epochs * steps_per_epoch
     total = args.steps or fit_steps(batch_loss, rng, args, began, steps_per_epoch)
+    if note := cut_note(total, planned, steps_per_epoch, args.epochs, args.minutes):
+        print(f"\n{note}", flush=True)
     batches = epoch_batches(len(train_rows), args.batch_size, rng)
     print(
         f"\n3. training the joining layers: {total} steps of {args.batch_size} "
@@ -289,13 +292,14 @@ def main() -> None:
     results = {
         "unlock_text_layers": args.unlock_text,
         "steps": total,
+        "planned_steps": planned,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - began,
         "key_map": key_map,
         "flickr8k_dev": retrieval,
-        "karpathy_2015_flickr8k_test": KARPATHY_2015,
+        "karpathy_2015_flickr8k_test": {d: [v / 100 for v in r] for d, r in KARPATHY_2015.items()},
         "imagenette_zero_shot": zero_shot,
         "loss_curve": curve[:: max(1, len(curve) // 200)],
         "checkpoint": str(path),
@@ -323,6 +327,17 @@ def epoch_batches(count: int, batch_size: int, rng: random.Random):
         rng.shuffle(order)
         for start in range(0, count - batch_size + 1, batch_size):
             yield order[start : start + batch_size]
+
+
+def cut_note(total: int, planned: int, steps_per_epoch: int, epochs: int, minutes: float) -> str | None:
+    """What to say when fewer steps than asked for fit in the budget: work is never cut without a word."""
+    if total >= planned:
+        return None
+    return (
+        f"note: only {total} of the {planned} steps ({total / steps_per_epoch:.1f} of {epochs} epochs) fit in what "
+        f"is left of --minutes {minutes:g}; the figures below are for this shorter run (give more --minutes, or "
+        "--steps to run them all)"
+    )
 
 
 def fit_steps(batch_loss, rng, args, began: float, steps_per_epoch: int) -> int:
