@@ -119,17 +119,17 @@ def test_a_bug_keeps_its_traceback_and_a_users_mistake_is_one_line(tmp_path, mon
     # an internal error (a function of cliplab's raising KeyError) is not dressed up as a user error
     code = (
         "import sys\n"
-        "import cliplab.cli.info as info\n"
+        "import cliplab.checkpoints as checkpoints\n"
         "def broken(path):\n"
         "    raise KeyError('an internal bug')\n"
-        "info.read_checkpoint = broken\n"
+        "checkpoints.read_checkpoint = broken\n"
         "from cliplab.cli import main\n"
         "sys.exit(main(['info', sys.argv[1]]))\n"
     )
     bug = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.safetensors")], capture_output=True, text=True)
     assert bug.returncode == 1
     assert "Traceback" in bug.stderr and "KeyError: 'an internal bug'" in bug.stderr
-    monkeypatch.setattr("cliplab.cli.info.read_checkpoint", lambda path: {}["missing"])
+    monkeypatch.setattr("cliplab.checkpoints.read_checkpoint", lambda path: {}["missing"])
     with pytest.raises(KeyError):  # in process too: main lets it through
         main(["info", str(tmp_path / "m.safetensors")])
     # a user's mistake: one line naming the problem, status 2

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-PATHS = ["src", "tests", "benchmarks", "tools"]
+PATHS = ["src", "tests", "benchmarks", "tools", "examples"]
 
 
 def test_ruff_is_clean():

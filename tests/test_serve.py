@@ -156,7 +156,9 @@ def test_classify_and_embed_limits(client):
     )
     assert client.post("/classify", data={"labels": "a"}).status_code == 422
     bomb = ("b.png", _bomb(), "image/png")
-    assert client.post("/classify", files={"image": bomb}, data={"labels": "a"}).status_code == 413
+    assert client.post("/classify", files={"image": bomb}, data={"labels": "a,b"}).status_code == 413
+    one = client.post("/classify", files={"image": png}, data={"labels": "dog"})  # nothing to choose among
+    assert one.status_code == 422 and "at least two" in one.json()["detail"]
     assert client.post("/embed", json={"text": "y" * 201}).status_code == 422
     assert client.post("/embed", content=b"[1, 2", headers={"content-type": "application/json"}).status_code == 422
     huge = client.post("/embed", content=b"x" * 400_000, headers={"content-type": "application/json"})
