@@ -61,12 +61,12 @@ def test_samples_per_epoch_is_honoured_for_a_caption_table(tmp_path, table):
 
 
 def test_an_opening_line_and_a_warm_up_longer_than_the_run_is_said(tmp_path, table, capsys):
-    code, _ = train(tmp_path, table, "batch_size=8", "warmup_steps=100", "log_every=1")
+    code, _ = train(tmp_path, table, "batch_size=4", "warmup_steps=100", "log_every=4")
     out = capsys.readouterr().out
     assert code == 0
     opening = next(line for line in out.splitlines() if "parameters" in line)
-    assert "tiny-RN@32px" in opening and "48 samples an epoch" in opening and "6 steps of 8" in opening
-    assert "warmup_steps=100 is not less than the run's 6 steps" in out and "never decays" in out
+    assert "tiny-RN@32px" in opening and "48 samples an epoch" in opening and "12 steps of 4" in opening
+    assert "warmup_steps=100 is not less than the run's 12 steps" in out and "never decays" in out
 
 
 def test_zero_shot_needs_two_classes(tmp_path, checkpoint, capsys):

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
     model = load_model(args.checkpoint, device=args.device)
     check_labels(labels, model, "--labels")
-    images = embed_images(model, items, args.batch_size, args.workers, progress=args.progress, desc="classify")
+    bar = args.progress and len(items) > 32  # a bar for a few images is noise
+    images = embed_images(model, items, args.batch_size, args.workers, progress=bar, desc="classify")
     scores = probabilities(model, images.features, build_classifier(model, labels, templates).cpu())
     top = scores.topk(min(args.top, len(labels)), dim=1)
     for index, values, columns in zip(images.kept.tolist(), top.values.tolist(), top.indices.tolist()):

@@ -7,6 +7,7 @@ and Python shows its traceback (exit status 1).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import CliplabError
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliplabError as err:
         print(f"cliplab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`cliplab models | head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped this way
 
 
 def _version() -> str:

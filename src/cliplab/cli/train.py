@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if result.model_path is not None:
         skipped = sum(result.skipped.values())
-        print(f"trained {result.steps} steps; model: {result.model_path}; run folder: {result.out}")
+        steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
+        print(f"trained {steps}; model: {result.model_path}; run folder: {result.out}")
         if skipped:
             print(f"skipped {skipped} bad samples: {dict(result.skipped)} (listed in {result.out / 'skipped.jsonl'})")
     return 0

@@ -254,10 +254,10 @@ class Trainer:
         print(
             f"cliplab train: {architecture(self.model)}, {parameters:,} parameters ({trained:,} trained); "
             f"{self.source.name} ({self.source.kind}), {self.data.samples:,} samples an epoch; "
-            f"{self.total_steps:,} steps of {config.batch_size} ({epochs:g} epoch{'s' if epochs != 1 else ''}){resumed}; "
+            f"{self.total_steps:,} steps of {config.batch_size} ({epochs:.3g} epoch{'s' if epochs != 1 else ''}){resumed}; "
             f"run folder {self.out}"
         )
-        if config.warmup_steps >= self.total_steps:
+        if config.warmup_steps >= self.total_steps >= 10:  # (a run of a few steps has no schedule to speak of)
             print(
                 f"cliplab train: warning: warmup_steps={config.warmup_steps} is not less than the run's "
                 f"{self.total_steps} steps, so the learning rate rises until the last step and never decays; "
@@ -451,7 +451,7 @@ class Trainer:
         write_json(self.out / "summary.json", summary)
 
 
-ESTIMATE_AFTER = 5  # steps after which the time the run will take is estimated and said
+ESTIMATE_AFTER = 20  # steps after which the time the run will take is estimated and said
 
 
 def _duration(seconds: float) -> str:
