@@ -193,6 +193,9 @@ def test_shared_options_have_one_spelling_one_meaning_and_every_option_has_help(
     for name in ("classify", "eval", "embed", "search", "serve", "train"):
         options = {o for action in commands[name]._actions for o in action.option_strings}
         assert "--device" in options, name
+    from cliplab.train.config import TrainConfig, option_docs
+
+    assert set(option_docs()) == {field.name for field in __import__("dataclasses").fields(TrainConfig)}
     assert {"--batch-size", "--epochs", "--no-progress", "--warmup-steps"} <= {
         o for action in commands["train"]._actions for o in action.option_strings
     }

@@ -48,9 +48,7 @@ class TrainConfig:
     caption_column: str = "caption"  # a table's column of captions
     image_root: str | None = None  # where a table's relative image paths start (default: beside the table)
     split: str | None = None  # train on the rows whose `split` column has this value
-    samples_per_epoch: int | None = (
-        None  # samples per epoch (default: all of a table; sizes.json for shards; synthetic: 20,000)
-    )
+    samples_per_epoch: int | None = None  # an epoch's samples (default: all rows; shards' sizes.json; 20,000 synthetic)
     resample: bool = False  # shards: draw shards with replacement (an endless stream)
     workers: int = 2  # image-decoding processes
     # Validation
