@@ -1,7 +1,7 @@
 """Zero-shot classification: class names and prompt templates become a linear classifier."""
 
 from .classifier import PromptCache, build_classifier, classify, probabilities
-from .templates import check_labels, check_templates, get_classnames, get_templates, template_sets
+from .templates import check_labels, check_templates, fill, get_classnames, get_templates, template_sets
 
 __all__ = [
     "PromptCache",
@@ -9,6 +9,7 @@ __all__ = [
     "check_labels",
     "check_templates",
     "classify",
+    "fill",
     "get_classnames",
     "get_templates",
     "probabilities",

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from string import Formatter
 
 from ..errors import ConfigError
 from ..files import read_user_text
@@ -61,12 +62,42 @@ def get_templates(name_or_path: str | os.PathLike) -> list[str]:
     return check_templates(templates, str(path))
 
 
+MAX_TEMPLATE_CHARS = 1_000  # a prompt is at most this plus a label: the text tower reads 77 tokens anyway
+
+
+def _placeholder(template: str) -> str:
+    """The template's one placeholder, "" for `{}` or "c" for `{c}` (CLIP_benchmark's spelling), or why it has
+    none. Other braces must be doubled (`{{`, `}}`); a field with a format (`{:>300000000}`) is refused."""
+    if not isinstance(template, str):
+        raise ValueError(f"a template is text, not {type(template).__name__}")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ValueError(f"longer than {MAX_TEMPLATE_CHARS:,} characters")
+    try:
+        fields = [
+            (name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template) if name is not None
+        ]
+    except ValueError as err:  # "Single '}' encountered", "unmatched '{'", ...
+        raise ValueError(f"{err} (write a literal brace twice: {{{{ or }}}})") from None
+    if len(fields) != 1 or fields[0][0] not in ("", "c") or fields[0][1] or fields[0][2]:
+        raise ValueError('it needs exactly one "{}" where the class name goes, and no other {fields}')
+    return fields[0][0]
+
+
 def check_templates(templates: list[str], source: str = "templates") -> list[str]:
+    """Prompt templates as given, each checked: exactly one `{}` (or `{c}`) placeholder and nothing else."""
     if not templates:
         raise ConfigError(f"{source}: no templates")
-    if missing := [t for t in templates if "{}" not in t and "{c}" not in t]:
-        raise ConfigError(f'{source}: a template needs "{{}}" where the class name goes: {missing[0]!r}')
+    for template in templates:
+        try:
+            _placeholder(template)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {str(template)[:80]!r} is not a template: {err}") from None
     return list(templates)
+
+
+def fill(template: str, name: str) -> str:
+    """The prompt for class `name` (a template that `check_templates` accepts)."""
+    return template.format(c=name) if _placeholder(template) == "c" else template.format(name)
 
 
 def check_labels(labels: list[str], model=None, source: str = "labels") -> list[str]:
