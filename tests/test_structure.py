@@ -16,7 +16,7 @@ spec.loader.exec_module(structure)
 # Bottom to top: a package may import from the layers below its own, never from its own layer or above.
 LAYERS = (
     {"errors"},
-    {"files", "extras", "tokenizer", "transforms", "loss"},
+    {"files", "extras", "caches", "tokenizer", "transforms", "loss"},
     {"models"},  # the two towers, configurations, weights, the Model protocol
     {"checkpoints", "data"},  # reading weights; every input form as items
     {"towers", "encode"},  # models of other libraries' towers; images and texts through any model

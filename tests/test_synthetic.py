@@ -106,13 +106,14 @@ def test_a_prompt_cache_gives_the_same_classifier_and_encodes_each_prompt_once()
     encode_text = model.encode_text
     model.encode_text = lambda tokens, **kw: encoded.append(len(tokens)) or encode_text(tokens, **kw)
     plain = build_classifier(model, ["star", "circle"], templates)
-    cache = PromptCache(max_prompts=8)
+    cache = PromptCache(max_bytes=10_400)  # eight of these prompts with their 128 floats (~1,290 bytes each), not nine
     first = build_classifier(model, ["star", "circle"], templates, cache=cache, batch_size=4)
     again = build_classifier(model, ["circle", "heart"], templates, cache=cache)
     assert encoded == [6, 4, 2, 3]  # plain; cached in batches of 4; then only heart's three prompts
     torch.testing.assert_close(first, plain, atol=1e-6, rtol=0)
     torch.testing.assert_close(again[:, 0], plain[:, 1], atol=1e-6, rtol=0)
     assert len(cache) == 8 and "a star" not in cache  # the least recently used went first
+    assert cache.nbytes <= 10_400
 
 
 def test_a_short_run_on_the_synthetic_world_drives_the_loss_well_below_chance(tmp_path):

@@ -170,7 +170,7 @@ def test_layout_special_tokens_and_padding():
 
 def test_too_long_raises_unless_truncated():
     long_text = "dog " * 100
-    with pytest.raises(ValueError, match="context length 77.*truncate=True"):
+    with pytest.raises(ValueError, match="context length of 77 tokens.*truncate=True"):
         cliplab.tokenize(long_text)
     ids = cliplab.tokenize(long_text, truncate=True)
     assert ids[0, -1] == 49407 and (ids[0] != 0).all()

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..caches import LRUCache
 from ..encode import embed_texts
 from ..errors import QueryError
 from ..loading import load_model
@@ -26,6 +26,8 @@ from .index import build_index, load_index
 
 DUPLICATE_THRESHOLD = 0.95  # cosine similarity from which two results count as the same picture
 RERANK_FACTOR = 10  # a compressed (ivfpq) index proposes k x this many candidates, re-scored exactly
+
+TEXT_CACHE_BYTES = 16 * 2**20  # embeddings of recent text queries
 
 
 @dataclass
@@ -43,8 +45,8 @@ class Searcher:
         if index is None:  # no saved index yet: an exact one in memory
             index, index_kind, _ = build_index(collection.image_vectors, "flat")
         self.index, self.index_kind = index, index_kind
-        self.text_vector = lru_cache(maxsize=4096)(self._text_vector)  # repeated queries cost nothing
-        self.prompt_cache = PromptCache(max_prompts=20_000)  # so do repeated zero-shot labels
+        self.text_vector = LRUCache(TEXT_CACHE_BYTES).memoize(self._text_vector)  # repeated queries cost nothing
+        self.prompt_cache = PromptCache()  # so do repeated zero-shot labels
 
     @classmethod
     def open(cls, folder: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu") -> Searcher:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import threading
-from functools import lru_cache
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -16,6 +15,7 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile as FormFile
 
+from ..caches import LRUCache, release_free_memory
 from ..data import BadSample, decode_image
 from ..errors import QueryError
 from ..search import Searcher
@@ -23,6 +23,7 @@ from .limits import Limits
 from .schemas import RequestModels, Result, SearchResults, request_models
 
 THUMBNAIL_SIDE = 256
+THUMBNAIL_CACHE_BYTES = 32 * 2**20  # JPEG thumbnails of recent hits
 
 
 class Service:
@@ -31,11 +32,17 @@ class Service:
         self.dim, self.rows = searcher.dim, len(searcher.collection)
         self.models: RequestModels = request_models(limits, self.dim)
         self._compute = threading.Lock()  # one model call at a time: on a CPU, parallel calls only fight for cores
-        self.thumbnail = lru_cache(maxsize=1024)(self._thumbnail)
+        self.thumbnail = LRUCache(THUMBNAIL_CACHE_BYTES).memoize(self._thumbnail)
 
-    def locked(self, function, *args):
+    def locked(self, function, *args, release: bool = False):
+        """`function(*args)`, one model call at a time; with `release`, then the memory it freed is handed
+        back to the system (for calls that run a tower on hundreds of inputs)."""
         with self._compute:
-            return function(*args)
+            try:
+                return function(*args)
+            finally:
+                if release:
+                    release_free_memory()
 
     def read_upload(self, data: bytes) -> Image.Image:
         if not data:

@@ -27,7 +27,12 @@ import torch
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 SOT_TEXT, EOT_TEXT = "<|startoftext|>", "<|endoftext|>"
 NUM_MERGES = 49152 - 256 - 2
-_WORD_CACHE_LIMIT = 1_000_000  # words; the cache is cleared when it grows past this
+# The word cache is cleared when the words and ids in it would take more than about this much memory
+# (as counted here: ~250,000 natural words, ~40 MB in fact); adversarial text cannot grow it past that.
+WORD_CACHE_BYTES = 64 * 2**20
+# BPE's cost grows with the square of a word's length. A run of letters longer than this (in no natural
+# text) is encoded in pieces this long, so a megabyte-long "word" takes milliseconds, not hours.
+MAX_WORD_CHARS = 1_000
 
 
 @cache
@@ -78,7 +83,11 @@ class Tokenizer:
             r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
             regex.IGNORECASE,
         )
+        self._clear_word_cache()
+
+    def _clear_word_cache(self) -> None:
         self._word_ids: dict[str, list[int]] = {SOT_TEXT: [self.sot_token_id], EOT_TEXT: [self.eot_token_id]}
+        self._word_cache_bytes = 0
 
     def bpe(self, word: str) -> list[str]:
         """Merge the characters of one byte-encoded word by rank, lowest rank first."""
@@ -104,16 +113,23 @@ class Tokenizer:
         if ids is None:
             encoded = "".join(self.byte_encoder[b] for b in word.encode("utf-8"))
             ids = [self.encoder[piece] for piece in self.bpe(encoded)]
-            if len(self._word_ids) >= _WORD_CACHE_LIMIT:
-                self._word_ids = {SOT_TEXT: [self.sot_token_id], EOT_TEXT: [self.eot_token_id]}
+            cost = 150 + 2 * len(word) + 40 * len(ids)  # the entry, the string, the list and its ints
+            if self._word_cache_bytes + cost > WORD_CACHE_BYTES:
+                self._clear_word_cache()
             self._word_ids[word] = ids
+            self._word_cache_bytes += cost
         return ids
 
-    def encode(self, text: str) -> list[int]:
-        """Ids of `text` without the start and end tokens."""
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """Ids of `text` without the start and end tokens; with `limit`, the words after the one that
+        reaches `limit` ids are not encoded (their ids would be cut anyway)."""
         ids: list[int] = []
-        for word in self.pattern.findall(clean_text(text)):
-            ids.extend(self._ids_of_word(word))
+        for match in self.pattern.finditer(clean_text(text)):
+            word = match.group()
+            for start in range(0, len(word), MAX_WORD_CHARS):
+                ids.extend(self._ids_of_word(word[start : start + MAX_WORD_CHARS]))
+            if limit is not None and len(ids) >= limit:
+                break
         return ids
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
@@ -137,13 +153,13 @@ class Tokenizer:
             raise ValueError(f"context_length must be at least 2 (start and end tokens), got {context_length}")
         result = np.zeros((len(texts), context_length), dtype=np.int64)
         for row, text in enumerate(texts):
-            ids = [self.sot_token_id, *self.encode(text), self.eot_token_id]
+            ids = [self.sot_token_id, *self.encode(text, limit=context_length), self.eot_token_id]
             if len(ids) > context_length:
                 if not truncate:
                     preview = text if len(text) <= 60 else text[:57] + "..."
                     raise ValueError(
-                        f"text {row} ({preview!r}) is {len(ids)} tokens long, more than the context length "
-                        f"{context_length}; pass truncate=True to cut it"
+                        f"text {row} ({preview!r}) is more than the context length of {context_length} tokens "
+                        "long; pass truncate=True to cut it"
                     )
                 ids = ids[:context_length]
                 ids[-1] = self.eot_token_id

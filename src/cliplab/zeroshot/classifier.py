@@ -9,57 +9,58 @@ each logit instead, as it was trained to.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..caches import LRUCache
 from ..encode import embed_texts
 from ..errors import ConfigError
 from ..models.protocol import Model, logits, model_device
+from .templates import check_templates, fill
 
-
-def _fill(template: str, name: str) -> str:
-    return template.format(name) if "{}" in template else template.replace("{c}", name)
+PROMPT_CACHE_BYTES = 64 * 2**20  # ~30,000 prompts (with their embeddings) of a 512-wide model
 
 
 class PromptCache:
     """Normalised text embeddings of prompts already encoded by one model, least recently used first
-    out. Asking again for a classifier over labels seen before costs no text-tower work: the server's
-    zero-shot panel sends the same labels over and over."""
+    out, within `max_bytes` (prompts and embeddings counted). Asking again for a classifier over labels
+    seen before costs no text-tower work: the server's zero-shot panel sends the same labels over and over."""
 
-    def __init__(self, max_prompts: int = 100_000):
-        self.max_prompts = max_prompts
-        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+    def __init__(self, max_bytes: int = PROMPT_CACHE_BYTES):
+        self._cache = LRUCache(max_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        return self._cache.nbytes
 
     def __len__(self) -> int:
-        return len(self._embeddings)
+        return len(self._cache)
 
     def __contains__(self, prompt: str) -> bool:
-        return prompt in self._embeddings
+        return prompt in self._cache
 
-    def __getitem__(self, prompt: str) -> torch.Tensor:
-        self._embeddings.move_to_end(prompt)
-        return self._embeddings[prompt]
+    def get(self, prompt: str) -> torch.Tensor | None:
+        return self._cache.get(prompt)
 
     def add(self, prompts: Sequence[str], embeddings: torch.Tensor) -> None:
         for prompt, embedding in zip(prompts, embeddings):
-            self._embeddings[prompt] = embedding
-            self._embeddings.move_to_end(prompt)
-        while len(self._embeddings) > self.max_prompts:
-            self._embeddings.popitem(last=False)
+            self._cache.put(prompt, embedding.clone())  # a copy: a row would keep its whole batch alive
 
 
 def _embed_prompts(model: Model, texts: list[str], device, cache: PromptCache | None) -> torch.Tensor:
     """(len(texts), embed_dim) normalised float32 embeddings, from the cache where it has them."""
     if cache is None:
         return embed_texts(model, texts, batch_size=len(texts)).to(device)
-    missing = [text for text in dict.fromkeys(texts) if text not in cache]
-    if missing:
-        cache.add(missing, embed_texts(model, missing, batch_size=len(missing)).to(device))
-    return torch.stack([cache[text] for text in texts])
+    found = {text: cache.get(text) for text in dict.fromkeys(texts)}
+    missing = [text for text, embedding in found.items() if embedding is None]
+    if missing:  # kept for the next call (as far as the cache's budget allows), used now either way
+        encoded = embed_texts(model, missing, batch_size=len(missing)).to(device)
+        cache.add(missing, encoded)
+        found.update(zip(missing, encoded))
+    return torch.stack([found[text] for text in texts])
 
 
 @torch.no_grad()
@@ -81,7 +82,9 @@ def build_classifier(
     if not classnames or not templates:
         raise ConfigError("a zero-shot classifier needs at least one class name and one template")
     device = torch.device(device) if device is not None else model_device(model)
-    prompts = [_fill(t, name) for name in classnames for t in templates]  # class c: rows c*T .. c*T + T - 1
+    prompts = [
+        fill(t, name) for name in classnames for t in check_templates(list(templates))
+    ]  # class c: rows c*T .. c*T + T - 1
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # characters: a proxy for tokens
     sums = torch.zeros(len(classnames), model.embed_dim, device=device)
     with tqdm(total=len(prompts), desc="zero-shot classifier", unit="prompt", disable=not progress) as bar:
