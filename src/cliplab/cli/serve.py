@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=default.max_label_chars,
         help=f"longest label or template (default: {default.max_label_chars})",
     )
+    bounds.add_argument(
+        "--max-prompts",
+        type=int,
+        default=default.max_prompts,
+        help=f"most labels x templates in /classify (default: {default.max_prompts:,})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         max_text_chars=args.max_text_chars,
         max_labels=args.max_labels,
         max_label_chars=args.max_label_chars,
+        max_prompts=args.max_prompts,
     )
     print(f"{len(searcher.collection):,} items from {args.folder}; open http://{args.host}:{args.port}/")
     uvicorn.run(create_app(searcher, limits), host=args.host, port=args.port, log_level="info")

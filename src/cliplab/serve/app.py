@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -29,16 +29,36 @@ def create_app(searcher: Searcher, limits: Limits = Limits()) -> FastAPI:
     )
     app.state.service = service = Service(searcher, limits)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(InternalErrors)
     app.include_router(router)
     _register_schemas(app, *service.models.all())
     return app
 
 
-async def _internal_error(request: Request, err: Exception) -> JSONResponse:
-    """The reason goes to the log, never to the client."""
-    log.exception("%s %s failed", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+class InternalErrors:
+    """ASGI middleware: a failure no route foresaw is logged once, with its traceback, and answered with a
+    bare 500; its reason never reaches the client. (An exception handler for Exception would leave
+    Starlette to raise it again, and the server would log it twice.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if not started:  # otherwise the response is under way: the connection is simply closed
+                await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
 
 
 def _register_schemas(app: FastAPI, *models: type[BaseModel]) -> None:

@@ -13,8 +13,9 @@ class Limits:
     max_pixels: int = 40_000_000  # width x height of an uploaded image; larger is a decompression bomb
     max_k: int = 100
     max_text_chars: int = 1_000
-    max_labels: int = 100
-    max_label_chars: int = 200
+    max_labels: int = 100  # labels, and templates, of a /classify request
+    max_label_chars: int = 200  # a label's or a template's length
+    max_prompts: int = 1_000  # labels x templates of a /classify request: each one runs the text tower
 
 
 class BodyLimit:

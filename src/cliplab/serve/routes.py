@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from ..errors import ConfigError
-from ..zeroshot import check_labels
+from ..zeroshot import check_labels, check_templates
 from .schemas import Classification, Embedding, Health, ItemOut, LabelProbability, SearchResults, request_body
 from .service import Service
 
@@ -69,10 +69,18 @@ def classify(
     except ConfigError as err:
         raise HTTPException(422, str(err)) from None
     chosen = [t.strip() for t in (templates or "").splitlines() if t.strip()] or list(DEFAULT_TEMPLATES)
-    if len(chosen) > limits.max_labels or any(len(t) > limits.max_label_chars or "{}" not in t for t in chosen):
-        raise HTTPException(422, f'templates need "{{}}" for the label; at most {limits.max_labels} of them')
+    if len(chosen) > limits.max_labels or any(len(t) > limits.max_label_chars for t in chosen):
+        raise HTTPException(
+            422, f"give at most {limits.max_labels} templates of at most {limits.max_label_chars} characters"
+        )
+    if len(names) * len(chosen) > limits.max_prompts:
+        raise HTTPException(422, f"labels x templates is at most {limits.max_prompts:,} prompts per request")
+    try:
+        check_templates(chosen, "templates")
+    except ConfigError as err:
+        raise HTTPException(422, str(err)) from None
     picture = service.read_upload(image.file.read(limits.max_body_bytes + 1))
-    probabilities = service.locked(service.searcher.classify, picture, tuple(names), tuple(chosen))
+    probabilities = service.locked(service.searcher.classify, picture, tuple(names), tuple(chosen), release=True)
     return Classification(labels=[LabelProbability(label=n, probability=p) for n, p in probabilities])
 
 
@@ -93,6 +101,7 @@ async def embed(request: Request) -> Embedding:
     return Embedding(embedding=[float(v) for v in vector], dim=service.dim)
 
 
+@router.head("/health", include_in_schema=False)  # load balancers probe with HEAD
 @router.get("/health", response_model=Health)
 def health(request: Request) -> Health:
     service = _service(request)
