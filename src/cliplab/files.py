@@ -6,8 +6,10 @@ so a reader (or a resumed run) never sees a file half-written, whatever killed t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -81,15 +83,81 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CLIPLAB_CACHE") or Path.home() / ".cache" / "cliplab")
 
 
+class NotRegularFile(OSError):
+    """A path that is a folder, a pipe, a device or a socket where a file's bytes were wanted."""
+
+
+class FileTooLarge(OSError):
+    """A file larger than the caller's bound."""
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`. A pipe, a device or a folder is refused
+    without waiting on it (opened non-blocking, checked with fstat before any read), and no more than
+    `max_bytes` + 1 bytes are ever read, whatever the file claims."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "a folder, not a file"
+                if stat.S_ISDIR(info.st_mode)
+                else "not a regular file (a pipe, device or socket)"
+            )
+            raise NotRegularFile(errno.EINVAL, kind)
+        if info.st_size > max_bytes:
+            raise FileTooLarge(errno.EFBIG, f"{info.st_size:,} bytes, more than the {max_bytes:,} allowed")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:  # it grew while being read
+            raise FileTooLarge(errno.EFBIG, f"more than the {max_bytes:,} bytes allowed")
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_range(path: str | os.PathLike, offset: int, size: int) -> bytes:
+    """`size` bytes at `offset` of a regular file (fewer where it ends sooner), never blocking on a pipe."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file (a pipe, device or socket)")
+        return os.pread(fd, size, offset) if hasattr(os, "pread") else _seek_read(fd, offset, size)
+    finally:
+        os.close(fd)
+
+
+def _seek_read(fd: int, offset: int, size: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+def regular_file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as a file (missing, a folder, a pipe, a broken link), or None."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_symlink() and not path.exists():
+        return "a broken or looping symbolic link"
+    if not path.exists():
+        return "no such file"
+    return "a folder, not a file" if path.is_dir() else "not a regular file (a pipe, device or socket)"
+
+
+MAX_TEXT_BYTES = 64 * 2**20  # a list of labels, templates or class names, a run configuration
+
+
 def read_user_text(path: str | os.PathLike, what: str) -> str:
     """The text of a file the user named (a list of labels, templates, class names), or a clear error."""
     path = Path(path).expanduser()
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, MAX_TEXT_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise SourceError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
         raise SourceError(f"{what} {path} is a folder, not a file") from None
+    except NotRegularFile as err:
+        raise SourceError(f"{what} {path} is {os_reason(err)}") from None
     except UnicodeDecodeError:
         raise SourceError(f"{what} {path} is not UTF-8 text") from None
     except OSError as err:

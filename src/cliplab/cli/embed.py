@@ -38,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.source}: {len(source.items):,} images ({source.kind}{', with captions' if source.has_captions else ''})"
     )
-    for what, why in source.problems:
-        print(f"  warning: {what}: {why}")
+    for what, why in source.problems[:10]:
+        print(f"  left out: {what}: {why}")
+    if len(source.problems) > 10:
+        print(f"  ... and {len(source.problems) - 10} more left out (all listed in skipped.jsonl)")
     model = load_model(args.checkpoint, device=args.device)
     report = embed_collection(
         source,

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadSample
-from ..files import os_reason
+from ..files import FileTooLarge, NotRegularFile, os_reason, read_regular
 
 # PIL's own default; larger images are refused as possible decompression bombs.
 MAX_PIXELS = 89_478_485
@@ -33,18 +33,28 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise BadSample("not an image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadSample("too many pixels", str(err)) from None
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        raise BadSample("undecodable image", str(err)) from None
+    except MemoryError:
+        raise BadSample("undecodable image", "decoding it needs more memory than there is") from None
+    except Exception as err:  # truncated or corrupt data: a crafted file can make a parser raise anything
+        raise BadSample("undecodable image", f"{type(err).__name__}: {err}") from None
     return image
 
 
-def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+MAX_FILE_BYTES = 1 << 30  # an encoded image larger than this is refused before it is read
+
+
+def read_image(path: Path, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+    """A fully decoded image from a regular file (never a pipe or a device, which could block a reader)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, max_bytes)
     except FileNotFoundError:
         raise BadSample("missing file", str(path)) from None
     except IsADirectoryError:
         raise BadSample("not a file", f"{path} is a folder") from None
+    except NotRegularFile as err:
+        raise BadSample("not a file", f"{path} is {os_reason(err)}") from None
+    except FileTooLarge as err:
+        raise BadSample("file too large", f"{path}: {os_reason(err)}") from None
     except OSError as err:
         raise BadSample("unreadable file", f"{path}: {os_reason(err)}") from None
     return decode_image(data, max_pixels)

@@ -8,14 +8,11 @@ from pathlib import Path
 
 from ..errors import SourceError
 from ..extras import require
+from ..files import regular_file_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 IMAGE_EXTENSIONS = tuple(suffix[1:] for suffix in IMAGE_SUFFIXES)  # as WebDataset member extensions
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # .json: JSON lines, as the trainer reads it
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
 def is_shard_spec(spec: str) -> bool:
@@ -37,8 +34,8 @@ def read_rows(table: Path) -> list[dict]:
     suffix = table.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise SourceError(f"{table}: unknown table format {suffix!r}; use {', '.join(TABLE_SUFFIXES)}")
-    if not table.is_file():
-        raise SourceError(f"{table}: no such file")
+    if problem := regular_file_problem(table):
+        raise SourceError(f"{table}: {problem}")
     if suffix == ".parquet":
         parquet = require("pyarrow.parquet", "parquet", "reading Parquet tables")
         try:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadSample
-from ..files import os_reason
+from ..files import os_reason, read_range
 from .decode import MAX_PIXELS, decode_image, read_image
 
 
@@ -69,9 +69,7 @@ class ShardItem(Item):
     def read(self) -> bytes:
         """The image's bytes, read with one seek, or BadSample."""
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(self.size)
+            data = read_range(self.path, self.offset, self.size)
         except OSError as err:
             raise BadSample("unreadable shard", f"{self.path}: {os_reason(err)}") from None
         if len(data) != self.size:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadSample
+from ..files import regular_file_problem
 from .decode import check_caption
 from .formats import IMAGE_EXTENSIONS
 from .items import ShardItem
@@ -44,6 +45,9 @@ def index_shards(shards: list[str]) -> tuple[list[ShardItem], list[tuple[str, st
     samples: list[_Sample] = []
     problems: list[tuple[str, str]] = []
     for shard in shards:
+        if problem := regular_file_problem(shard):  # a pipe named x.tar would block the reader
+            problems.append((shard, problem))
+            continue
         size = Path(shard).stat().st_size
         first = len(samples)
         try:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadSample, ConfigError, SourceError
-from ..files import atomic_write, write_json
+from ..files import atomic_write, read_regular, write_json
 from .formats import IMAGE_EXTENSIONS
 from .items import FileItem
 
 SIZES_FILE = "sizes.json"
+MAX_SHARD_BYTES = 16 * 2**30  # a shard is read whole: larger ones are refused (img2dataset writes ~ 1 GB)
 
 
 @dataclass
@@ -151,8 +152,7 @@ def read_shard(path: str) -> tuple[list[tuple[str, dict[str, bytes]]], str | Non
     the member name up to the first dot of its base name.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path, MAX_SHARD_BYTES)
     except OSError:
         return [], "unreadable shard"
     problem = None if data[-2 * tarfile.BLOCKSIZE :] == bytes(2 * tarfile.BLOCKSIZE) else "shard cut off"

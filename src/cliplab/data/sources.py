@@ -28,8 +28,9 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import SourceError
+from ..files import regular_file_problem
 from .arrays import digits_items, has_idx_files, idx_items
-from .formats import IMAGE_SUFFIXES, TABLE_SUFFIXES, is_image_file, is_shard_spec, is_table
+from .formats import IMAGE_SUFFIXES, TABLE_SUFFIXES, is_shard_spec, is_table
 from .items import FileItem, Item
 from .shard_index import index_shards, shards_fingerprint
 from .shards import list_shards
@@ -204,7 +205,19 @@ def _digest(lines) -> str:
 
 def _folder(root: Path, given: Sequence[str] | None) -> Source:
     root = root.resolve()
-    files = sorted(p for p in root.rglob("*") if is_image_file(p))
+    files, problems = [], []
+    for path in sorted(root.rglob("*")):  # symbolic links to folders are listed, not followed
+        key = str(path.relative_to(root))
+        if path.is_dir() and not path.is_symlink():
+            continue
+        if problem := regular_file_problem(path):
+            if path.is_symlink() and path.is_dir():
+                problem = "a link to a folder, not followed"
+            problems.append((key, problem))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            problems.append((key, f"not an image file ({path.suffix or 'no suffix'})"))
+        else:
+            files.append(path)
     if not files:
         raise SourceError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -216,7 +229,7 @@ def _folder(root: Path, given: Sequence[str] | None) -> Source:
         items.append(FileItem(str(key), (), label, path=str(path)))
     stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     fingerprint = _digest(f"{item.key}|{size}|{mtime}" for item, (size, mtime) in zip(items, stats))
-    listing = Listing(items, _name_classes(found, given, items, str(root)) if found else None)
+    listing = Listing(items, _name_classes(found, given, items, str(root)) if found else None, problems)
     return Source(root.name, "folder", str(root), fingerprint, listing)
 
 

@@ -7,7 +7,7 @@ The layout follows clip-retrieval's, which its users know::
     OUT/text_emb/text_emb_00000.npy      caption embeddings, row-aligned (sources with captions)
     OUT/metadata/metadata_00000.parquet  id, key, path, caption, width, height (+ offset, size in a shard)
     OUT/done/00000.json                  written last: the shard is complete; its rows and skipped items
-    OUT/skipped.jsonl                    every item that could not be decoded, and why
+    OUT/skipped.jsonl                    every entry left out, and why: when listing, or when decoding
 
 Output shard n always holds items [n * shard_size, (n + 1) * shard_size) of the source, every file is
 written atomically, and a shard counts as finished only once its `done` file exists; so a run that
@@ -44,7 +44,7 @@ class EmbedReport:
     rows: int  # embedded images, in the whole collection
     skipped: int
     shards: int
-    embedded_now: int  # images embedded by this call (the rest were in finished shards)
+    embedded_now: int  # images embedded by this call (not counting those skipped, nor those of finished shards)
     seconds: float
     resumed_shards: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -100,14 +100,15 @@ def embed_collection(
     _start_or_resume(out, manifest)
 
     done_before = sum((out / "done" / f"{shard_name(n)}.json").is_file() for n in range(shards))
-    embedded_now, rows, skipped = 0, 0, []
+    embedded_now, skipped_now, rows = 0, 0, 0
+    skipped = [{"key": what, "reason": why} for what, why in source.problems]  # left out when listing
     bar = tqdm(total=len(source.items), desc="embed", unit="image", disable=not progress, smoothing=0.1)
     for n in range(shards):
         items = source.items[n * shard_size : (n + 1) * shard_size]
         marker = out / "done" / f"{shard_name(n)}.json"
-        if not marker.is_file():
+        now = not marker.is_file()
+        if now:
             _embed_shard(out, n, items, rows, model, source.has_captions, batch_size, workers, max_pixels, bar)
-            embedded_now += len(items)
             if on_shard_done is not None:
                 on_shard_done(n)
         else:
@@ -115,6 +116,9 @@ def embed_collection(
         done = json.loads(marker.read_text())
         rows += done["rows"]
         skipped += done["skipped"]
+        if now:
+            embedded_now += done["rows"]
+            skipped_now += len(done["skipped"])
     bar.close()
 
     atomic_write(
@@ -124,7 +128,12 @@ def embed_collection(
     write_json(out / MANIFEST, manifest)
     seconds = time.perf_counter() - started
     report = EmbedReport(out, rows, len(skipped), shards, embedded_now, seconds, done_before, source.problems)
-    timings = {"embedded": embedded_now, "resumed_shards": done_before, "seconds": round(seconds, 3)}
+    timings = {
+        "embedded": embedded_now,
+        "skipped": skipped_now,
+        "resumed_shards": done_before,
+        "seconds": round(seconds, 3),
+    }
     with open(out / "runs.jsonl", "a") as log:  # the one file that differs between runs: timings
         log.write(json.dumps(timings | {"images_per_second": round(report.images_per_second, 2)}) + "\n")
     return report
