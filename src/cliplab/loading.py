@@ -42,7 +42,7 @@ def _released_file_names(name: str) -> list[str]:
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     """The file or folder a path or a model name refers to, or a clear error saying where to put it."""
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    if path.exists() or path.is_symlink():  # a broken link is the reader's to explain
         return path
     try:
         names = _released_file_names(str(name_or_path))
@@ -94,12 +94,20 @@ def load_model(
     `activation` matters only for checkpoints without a configuration (OpenAI, OpenCLIP files):
     their released weights use QuickGELU; OpenCLIP's non-`quickgelu` models need "gelu".
     """
-    contents = read_checkpoint(resolve_checkpoint(name_or_path))
-    if is_towers_config(contents.config):  # towers from other libraries (cliplab.towers)
-        model = build_towers_model(contents.state_dict, TowersConfig.from_dict(contents.config), image_size)
-    else:
-        config = CLIPConfig.from_dict(contents.config) if contents.config else None
-        model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
+    path = resolve_checkpoint(name_or_path)
+    contents = read_checkpoint(path)
+    towers = is_towers_config(contents.config)  # towers from other libraries (cliplab.towers)
+    try:
+        config = (TowersConfig if towers else CLIPConfig).from_dict(contents.config) if contents.config else None
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: the model configuration it holds is not usable: {err}") from None
+    try:
+        if towers:
+            model = build_towers_model(contents.state_dict, config, image_size)
+        else:
+            model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
+    except (CheckpointError, ConfigError) as err:  # the tensors do not fit, or the size asked for
+        raise type(err)(f"{path}: {err}") from None
     return model.float().to(resolve_device(device)).eval()
 
 

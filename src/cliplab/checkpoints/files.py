@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError, ConfigError
-from ..files import os_reason, save_safetensors
+from ..files import os_reason, regular_file_problem, save_safetensors
 from .torchscript import is_torchscript_archive, read_torchscript_state_dict
 
 CONFIG_METADATA_KEY = "cliplab_config"
@@ -54,8 +54,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> None:
 def read_checkpoint_file(path: str | os.PathLike) -> CheckpointContents:
     """The tensors (and configuration, if any) of any checkpoint file cliplab understands."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: no such file or folder")
+    if problem := regular_file_problem(path):
+        raise CheckpointError(f"no checkpoint at {path}: {problem}")
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -63,27 +63,53 @@ def read_checkpoint_file(path: str | os.PathLike) -> CheckpointContents:
         raise CheckpointError(f"{path} cannot be read ({os_reason(err)})") from None
     size = path.stat().st_size
     if head[:4] == b"PK\x03\x04":
-        contents = _read_zip(path)
-    elif _looks_like_safetensors(head, size):
-        contents = _read_safetensors(path)
+        reader = _read_zip
+    elif _safetensors_header(path, head, size):
+        reader = _read_safetensors
     elif head[:1] == b"\x80" and len(head) > 1 and head[1] <= pickle.HIGHEST_PROTOCOL:
-        contents = _read_torch_file(path)  # PyTorch's legacy (pre-1.6) format starts with a pickle
+        reader = _read_torch_file  # PyTorch's legacy (pre-1.6) format starts with a pickle
     elif not head:
         raise CheckpointError(f"{path} is empty, not a checkpoint")
     else:
         raise CheckpointError(
             f"{path} is not a checkpoint: it is neither safetensors, a PyTorch archive nor a TorchScript archive"
         )
+    contents = _guarded(reader, path)
     if not contents.state_dict:
         raise CheckpointError(f"{path} holds no tensors")
     return contents
 
 
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    if len(head) < 9:
+def _guarded(reader, path: Path) -> CheckpointContents:
+    """`reader(path)`, every way it can fail on a hostile or damaged file turned into a CheckpointError
+    naming the file. The readers only parse (nothing from the file runs), so whatever they raise is about
+    the file's contents."""
+    try:
+        return reader(path)
+    except CheckpointError as err:
+        raise err if str(path) in str(err) else CheckpointError(f"{path}: {err}") from None
+    except MemoryError:
+        raise CheckpointError(f"{path} asks for more memory than this machine has; not a usable checkpoint") from None
+    except Exception as err:  # a malformed file can make a parser raise anything
+        reason = (str(err).splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"{path} is damaged or not a checkpoint cliplab can read ({type(err).__name__}: {reason})"
+        ) from None
+
+
+def _safetensors_header(path: Path, head: bytes, size: int) -> bool:
+    """Whether the file starts as safetensors does (an 8-byte length, then JSON); an error when its header
+    claims more bytes than the file has."""
+    if len(head) < 9 or head[8:9] != b"{":
         return False
     (header_len,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and header_len > 1 and header_len < 100_000_000 and header_len <= size
+    if header_len < 2:
+        return False
+    if header_len > size - 8:
+        raise CheckpointError(
+            f"{path} is a damaged safetensors file: its header claims {header_len:,} bytes, the whole file has {size:,}"
+        )
+    return True
 
 
 def _read_safetensors(path: Path) -> CheckpointContents:
@@ -97,9 +123,12 @@ def _read_safetensors(path: Path) -> CheckpointContents:
     if config is None:
         return CheckpointContents(_unwrap(state_dict), None, "safetensors")
     try:
-        return CheckpointContents(state_dict, json.loads(config), "cliplab")
+        config = json.loads(config)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: its model configuration metadata is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its model configuration metadata is not a JSON object")
+    return CheckpointContents(state_dict, config, "cliplab")
 
 
 def _read_zip(path: Path) -> CheckpointContents:

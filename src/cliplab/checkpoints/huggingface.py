@@ -20,9 +20,11 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..files import save_safetensors, write_json
+from ..files import read_regular, save_safetensors, write_json
 from ..models.config import CLIPConfig, TextConfig, VisionConfig
 from .files import CheckpointContents, read_checkpoint_file
+
+MAX_CONFIG_BYTES = 16 * 2**20  # config.json and shard indexes are a few kilobytes
 
 HF_LOGIT_SCALE_INIT = 2.6592  # ln(1 / 0.07), as transformers writes it
 _TOWERS = (
@@ -229,10 +231,17 @@ def read_hf_folder(folder: Path) -> CheckpointContents:
     if not config_file.is_file():
         raise CheckpointError(f"{folder} is a folder without config.json, so not a Hugging Face model folder")
     try:
-        hf_config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_file} is not valid JSON ({err})") from None
-    config = from_hf_config(hf_config)
+        hf_config = json.loads(read_regular(config_file, MAX_CONFIG_BYTES))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_file} cannot be read as JSON ({type(err).__name__}: {err})") from None
+    try:
+        config = from_hf_config(hf_config)
+    except CheckpointError as err:
+        raise CheckpointError(f"{config_file}: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as err:  # a field missing or mistyped
+        raise CheckpointError(
+            f"{config_file} is not a usable CLIPModel configuration ({type(err).__name__}: {err})"
+        ) from None
     hf_state: dict[str, torch.Tensor] = {}
     for weights in _weight_files(folder):
         hf_state.update(read_checkpoint_file(weights).state_dict)
@@ -244,8 +253,10 @@ def _weight_files(folder: Path) -> list[Path]:
         index = folder / index_name
         if index.is_file():
             try:
-                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+                shards = sorted(set(json.loads(read_regular(index, MAX_CONFIG_BYTES))["weight_map"].values()))
+                if not all(isinstance(s, str) and s and Path(s).name == s for s in shards):
+                    raise ValueError("its weight_map must name files in this folder")
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
                 raise CheckpointError(f"{index} is not a valid shard index ({type(err).__name__}: {err})") from None
             return [folder / shard for shard in shards]
     for name in ("model.safetensors", "pytorch_model.bin"):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..errors import CheckpointError, ConfigError
 from .clip import CLIP
 from .config import CLIPConfig, TextConfig, VisionConfig, get_config
-from .weights import load_weights
+from .weights import check_fits, load_weights
 
 # Entries in OpenAI's TorchScript state dicts that are not parameters of the model.
 NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -52,6 +52,8 @@ def build_model(
     if image_size is not None and image_size != config.vision.image_size:
         state_dict = resize_positional_embedding(state_dict, config, image_size)
         config = config.with_overrides(image_size=image_size)
+    with torch.device("meta"):  # a configuration that does not fit the tensors fails before allocating
+        check_fits(CLIP(config), state_dict)
     model = CLIP(config)
     load_weights(model, state_dict)
     return model.eval()
@@ -78,6 +80,8 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], activation: str = "quic
             f"not a CLIP state dict in OpenAI's layout: key {missing} is missing "
             f"(found {len(state_dict)} keys, e.g. {sorted(state_dict)[:5]})"
         ) from None
+    except (IndexError, ValueError, TypeError, ZeroDivisionError) as err:  # a tensor of the wrong rank
+        raise CheckpointError(f"not a CLIP state dict: its tensors have shapes no CLIP has ({err})") from None
 
 
 def _infer_vision(sd: Mapping[str, torch.Tensor]) -> VisionConfig:

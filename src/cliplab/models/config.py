@@ -32,6 +32,13 @@ class VisionConfig:
     def __post_init__(self) -> None:
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
+        _check_sizes(self, "vision", "image_size", "width", "head_width")
+        for depth in self.layers if self.is_resnet else (self.layers,):
+            _check_size("vision", "layers", depth, MAX_LAYERS)
+        if self.patch_size is not None:
+            _check_sizes(self, "vision", "patch_size")
+        if (self.width * 32 if self.is_resnet else self.width) % self.head_width:
+            raise ConfigError(f"vision width {self.width} is not a whole number of {self.head_width}-wide heads")
         if self.is_resnet:
             if len(self.layers) != 4:
                 raise ConfigError(f"a ModifiedResNet needs 4 stage depths, got {self.layers}")
@@ -63,6 +70,29 @@ class TextConfig:
     heads: int = 8
     layers: int = 12
 
+    def __post_init__(self) -> None:
+        _check_sizes(self, "text", "context_length", "vocab_size", "width", "heads")
+        _check_size("text", "layers", self.layers, MAX_LAYERS)
+        if self.width % self.heads:
+            raise ConfigError(f"text width {self.width} is not divisible by its {self.heads} heads")
+
+
+# Far above any CLIP (ViT-bigG: width 1,664, 48 layers; vocabularies ~250k), low enough that a
+# configuration cannot ask for a model no machine holds before its weights are compared with it.
+MAX_SIZE = {"vocab_size": 2**22, "image_size": 8192, "context_length": 8192}
+MAX_DIM = 2**16
+MAX_LAYERS = 1024
+
+
+def _check_sizes(config: Any, what: str, *names: str) -> None:
+    for name in names:
+        _check_size(what, name, getattr(config, name), MAX_SIZE.get(name, MAX_DIM))
+
+
+def _check_size(what: str, name: str, value: Any, most: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ConfigError(f"{what} {name} must be a whole number from 1 to {most:,}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class CLIPConfig:
@@ -78,6 +108,7 @@ class CLIPConfig:
             object.__setattr__(self, "vision", _from_fields(VisionConfig, self.vision, "vision"))
         if isinstance(self.text, dict):
             object.__setattr__(self, "text", _from_fields(TextConfig, self.text, "text"))
+        _check_sizes(self, "model", "embed_dim")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
 
@@ -112,6 +143,8 @@ class CLIPConfig:
 
 
 def _from_fields(cls: type, data: dict[str, Any], what: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"a {what} configuration must be a mapping, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:

@@ -14,6 +14,13 @@ from ..errors import CheckpointError
 
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """`load_state_dict(strict=True)` with one readable error listing every mismatch."""
+    check_fits(model, state_dict)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_fits(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """A CheckpointError listing every key and shape in which `state_dict` differs from `model`'s
+    (which may live on the meta device: built from a configuration, before any memory is spent)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -31,7 +38,6 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor])
         problems.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
     if problems:
         raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
 
 
 def _listing(items: list[str], limit: int = 8) -> str:
