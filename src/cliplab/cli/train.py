@@ -1,4 +1,4 @@
-"""`cliplab train [--config run.yaml] [--option value ...] [key=value ...] [--resume PATH|latest]`.
+"""`cliplab train [--config run.yaml] [--option value ...] [key=value ...] [--resume PATH|latest|latest-good]`.
 
 Every field of `cliplab.train.TrainConfig` is an option, spelled `--batch-size 64` or `batch_size=64`,
 with its one-line help and default in `cliplab train --help`. A configuration file sets options first,
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "train",
-        usage="cliplab train [--config FILE] [--OPTION VALUE ...] [key=value ...] [--resume PATH|latest]",
+        usage="cliplab train [--config FILE] [--OPTION VALUE ...] [key=value ...] [--resume PATH|latest|latest-good]",
         help="train a CLIP model with the contrastive loss",
         description="Train a CLIP model. Options come from a YAML or JSON file, key=value overrides and the "
         "--options below (in that order of precedence, last wins); every one is a field of cliplab.train.TrainConfig.",
@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="YAML or JSON file of options")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="options that override the file's")
     parser.add_argument(
-        "--resume", help="continue from a checkpoint folder, a run folder, or 'latest' (the newest of this run)"
+        "--resume",
+        help="continue from a checkpoint folder, a run folder, 'latest' (the newest of this run) or 'latest-good' "
+        "(the newest that reads, passing over damaged ones)",
     )
     fields = parser.add_argument_group("options (each also accepted as key=value)")
     docs = option_docs()

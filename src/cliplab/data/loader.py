@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
 
-from ..errors import BadSample, ConfigError, SourceError
+from ..errors import BadSample, CliplabError, ConfigError, SourceError
 from .dataset import Batch, CaptionDataset, Sample, collate, seeded_transform
 from .decode import check_caption, decode_image
 from .shards import read_shard, sample_captions, sample_image_bytes, shard_sizes
@@ -223,8 +223,11 @@ class TrainingData:
     def streamed(self) -> bool:
         return self.dataset is None
 
-    def batches(self, epoch: int, start_step: int, positions: StreamState) -> DataLoader:
-        """The DataLoader of one epoch from `start_step` on; streams restart at `positions`."""
+    def batches(self, epoch: int, start_step: int, positions: StreamState) -> Iterator[Batch]:
+        """The batches of one epoch from `start_step` on; streams restart at `positions`."""
+        return _with_plain_errors(self._loader(epoch, start_step, positions))
+
+    def _loader(self, epoch: int, start_step: int, positions: StreamState) -> DataLoader:
         if self.dataset is not None:
             self.dataset.set_epoch(epoch)
             sampler = EpochBatchSampler(
@@ -254,6 +257,20 @@ class TrainingData:
         return DataLoader(
             stream, batch_size=None, num_workers=self.workers, persistent_workers=False, generator=_private_generator()
         )
+
+
+def _with_plain_errors(loader: DataLoader) -> Iterator[Batch]:
+    """The loader's batches; a user's error raised in a worker process reaches the caller as itself, with its
+    own message, not wrapped in the worker's traceback (which PyTorch folds into the message)."""
+    try:
+        yield from loader
+    except CliplabError as err:
+        text = str(err)
+        if "Original Traceback" not in text or isinstance(err, BadSample):
+            raise
+        last = text.rstrip().splitlines()[-1]
+        message = last.partition(f"{type(err).__name__}: ")[2] or last
+        raise type(err)(message) from None
 
 
 def _private_generator() -> torch.Generator:

@@ -26,6 +26,7 @@ from ..checkpoints import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
 
 STEP_PATTERN = re.compile(r"^step_(\d{8,})$")
+STATE_KEYS = ("step", "world", "workers", "stream_epoch", "ranks", "bad_steps", "bad_in_row", "config")
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
@@ -94,6 +95,19 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def step_of(path: Path) -> int:
+    match = STEP_PATTERN.match(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def remove_unfinished(folder: str | Path) -> list[Path]:
+    """Remove the temporary folders of checkpoint writes that were interrupted (`.step_*.tmp-PID`)."""
+    stale = sorted(Path(folder).glob(".step_*.tmp-*")) if Path(folder).is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def list_checkpoints(folder: str | Path) -> list[Path]:
     """Complete checkpoints under `folder`, oldest first."""
     folder = Path(folder)
@@ -129,4 +143,10 @@ def load_training_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[
         state = json.loads((path / "state.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path / 'state.json'} is damaged ({err})") from None
+    if not isinstance(state, dict) or (missing := [key for key in STATE_KEYS if key not in state]):
+        raise CheckpointError(
+            f"{path / 'state.json'} is damaged (it lacks {missing if isinstance(state, dict) else STATE_KEYS})"
+        )
+    if not isinstance(trainer_tensors, dict) or not {"optimizer", "rng"} <= set(trainer_tensors):
+        raise CheckpointError(f"{path / 'trainer.pt'} is damaged (it lacks the optimiser or the random states)")
     return model_state, trainer_tensors, state

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import io
 import json
+import math
 import textwrap
 import tokenize
 from dataclasses import dataclass, field
@@ -109,6 +110,34 @@ class TrainConfig:
             raise ConfigError("towers from other libraries need both image_tower and text_tower")
         if self.image_tower and self.init_from:
             raise ConfigError("init_from and image_tower/text_tower both say where the weights come from; choose one")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Every number in its range before any work starts (a run must not fail, or train on garbage, later).
+        All the problems are said at once, so one run of the command shows every option to fix."""
+        problems = []
+        at_least = {"epochs": 1, "checkpoint_every": 1, "log_every": 1, "max_bad_steps": 1, "embed_dim": 1}
+        at_least |= {"warmup_steps": 0, "val_every": 0, "workers": 0, "keep_checkpoints": 0}
+        at_least |= {"lock_image_unlocked": 0, "lock_text_unlocked": 0}
+        optional = {"max_steps": 1, "samples_per_epoch": 1, "image_size": 1}
+        for name, low in {**at_least, **optional}.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                problems.append(f"{name} must be at least {low}, got {value}")
+        for name in ("lr", "eps", "grad_clip"):  # positive and finite
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a positive finite number, got {value}")
+        for name in ("min_lr", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                problems.append(f"{name} must be a finite number of at least 0, got {getattr(self, name)}")
+        if self.min_lr > self.lr:
+            problems.append(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,6 +9,7 @@ is the same as a function. The run folder (`config.out`) receives `config.yaml`,
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from ..checkpoints import save_checkpoint
 from ..data import StreamState, TrainingData, open_source
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..files import write_json
 from ..loading import architecture
 from ..models import Model
@@ -109,10 +110,17 @@ class Trainer:
         self._grad_norm = float("nan")
         self._last_validation: int | None = None
         self._last_metrics: dict[str, Any] = {}
+        self.window = _Window()  # what the next metrics record averages
         torch.manual_seed(config.seed + 1 + self.place.rank)  # training randomness differs by process
-        resume_path = ckpt.resolve_resume(resume, self.checkpoints) if resume else None
-        if resume_path is not None:
-            self._restore(resume_path)
+        if self.place.is_main:
+            ckpt.remove_unfinished(self.checkpoints)  # what a run killed while writing a checkpoint left
+        distributed.barrier()
+        resume_path = None
+        if resume == "latest-good":
+            resume_path = self._restore_newest_readable()
+        elif resume:
+            resume_path = ckpt.resolve_resume(resume, self.checkpoints)
+            self._restore(resume_path, self._read_checkpoint(resume_path))
         if self.place.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(config, self.out / "config.yaml")
@@ -184,7 +192,7 @@ class Trainer:
             disable=not (main and config.progress),
             dynamic_ncols=True,
         )
-        window = _Window()
+        window = self.window
         last_checkpoint = None
         if main:
             self._announce()
@@ -296,12 +304,9 @@ class Trainer:
             self.bad_steps += 1
             self.optimizer.zero_grad(set_to_none=True)
             if self.bad_in_row >= config.max_bad_steps:
-                good = ckpt.list_checkpoints(self.checkpoints)
                 raise TrainingDiverged(
                     f"the loss or gradient was not finite for {self.bad_in_row} steps in a row (up to step "
-                    f"{self.step}); stopping. The last good checkpoint is "
-                    f"{good[-1] if good else 'none (none was written yet)'}; lower the learning rate, "
-                    "set grad_clip, or check the data, then resume from it."
+                    f"{self.step}); stopping. {self._last_good('lower the learning rate, set grad_clip, or check the data')}"
                 )
             return float("nan")
         self.bad_in_row = 0
@@ -369,7 +374,25 @@ class Trainer:
 
     # ----- checkpoints -----
 
+    def _check_finite(self) -> None:
+        """Weights with a non-finite value are never saved: the run stops and names its last good checkpoint."""
+        tensors = self.model.state_dict()
+        broken = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if broken:
+            raise TrainingDiverged(
+                f"at step {self.step}, {len(broken)} of the model's {len(tensors)} tensors hold infinities or NaNs "
+                f"(e.g. {broken[0]}), "
+                f"so nothing was saved. {self._last_good('lower the learning rate or set grad_clip')}"
+            )
+
+    def _last_good(self, advice: str) -> str:
+        good = ckpt.list_checkpoints(self.checkpoints)
+        if not good:
+            return f"No checkpoint was written before it; {advice} and start again."
+        return f"The last good checkpoint is {good[-1]}; {advice}, then resume from it (--resume {good[-1]})."
+
     def _save(self) -> Path | None:
+        self._check_finite()
         self._flush_skips()
         rank_states = distributed.gather_objects(
             {
@@ -392,6 +415,8 @@ class Trainer:
                 "bad_steps": self.bad_steps,
                 "bad_in_row": self.bad_in_row,
                 "last_validation": self._last_validation,
+                # the log's running averages, so the first record after a resume is the one it would have been
+                "window": self.window.state(),
                 "config": self.config.to_dict(),
             }
             path = ckpt.save_training_checkpoint(
@@ -400,8 +425,36 @@ class Trainer:
         distributed.barrier()
         return path
 
-    def _restore(self, path: Path) -> None:
-        model_state, tensors, state = ckpt.load_training_checkpoint(path)
+    @staticmethod
+    def _read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
+        try:
+            return ckpt.load_training_checkpoint(path)
+        except CheckpointError as err:
+            earlier = [p for p in ckpt.list_checkpoints(path.parent) if ckpt.step_of(p) < ckpt.step_of(path)]
+            hint = (
+                f"resume from the one before it (--resume {earlier[-1]}), or from the newest that reads "
+                "(--resume latest-good)"
+                if earlier
+                else "there is none before it"
+            )
+            raise CheckpointError(f"{err}; {hint}") from None
+
+    def _restore_newest_readable(self) -> Path:
+        """`--resume latest-good`: the newest checkpoint of this run that reads, each damaged one passed over
+        said by name."""
+        for path in reversed(ckpt.list_checkpoints(self.checkpoints)):
+            try:
+                loaded = ckpt.load_training_checkpoint(path)
+            except CheckpointError as err:
+                if self.place.is_main:
+                    print(f"cliplab train: passing over a damaged checkpoint: {err}", file=sys.stderr)
+                continue
+            self._restore(path, loaded)
+            return path
+        raise CheckpointError(f"--resume latest-good: no readable checkpoint in {self.checkpoints}")
+
+    def _restore(self, path: Path, loaded: tuple[dict, dict, dict]) -> None:
+        model_state, tensors, state = loaded
         saved = state["config"]
         changed = [key for key in RESUME_MUST_MATCH if saved.get(key) != getattr(self.config, key)]
         if changed:
@@ -416,6 +469,7 @@ class Trainer:
         self.step = state["step"]
         self.bad_steps, self.bad_in_row = state["bad_steps"], state["bad_in_row"]
         self._last_validation = state.get("last_validation")
+        self.window.load(state.get("window"))
         same_layout = state["world"] == self.place.world
         if same_layout:
             ranked = state["ranks"][self.place.rank]
@@ -431,6 +485,7 @@ class Trainer:
             )
 
     def _save_final(self) -> Path | None:
+        self._check_finite()
         if not self.place.is_main:
             return None
         path = self.out / "model.safetensors"
@@ -472,6 +527,18 @@ class _Window:
 
     def reset(self) -> None:
         self.losses, self.wait, self.total, self.samples = [], 0.0, 0.0, 0
+
+    def state(self) -> dict:
+        return {"losses": self.losses, "wait": self.wait, "total": self.total, "samples": self.samples}
+
+    def load(self, state: dict | None) -> None:
+        if state:  # checkpoints written before the window was saved start it afresh
+            self.losses, self.wait, self.total, self.samples = (
+                list(state["losses"]),
+                state["wait"],
+                state["total"],
+                state["samples"],
+            )
 
     def add(self, loss: float, wait: float, total: float, samples: int) -> None:
         if loss == loss:  # not NaN
