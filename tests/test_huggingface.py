@@ -119,3 +119,61 @@ def test_unsupported_hf_config_is_named(tmp_path):
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
     with pytest.raises(cliplab.CheckpointError, match="unsupported activations"):
         cliplab.load_model(tmp_path / "hf")
+
+
+def test_a_saved_folder_is_a_whole_transformers_model_with_its_processor(tmp_path, image_files, capsys):
+    """CLIPProcessor and CLIPModel from the folder reproduce cliplab: token ids up to each end-of-text
+    token, pixels to within one 8-bit level when shrinking, embeddings to 1e-5."""
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@64px").eval()
+    cliplab.save_hf_folder(model, tmp_path / "hf")
+    for name in (
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "preprocessor_config.json",
+    ):
+        assert (tmp_path / "hf" / name).is_file()
+    processor = transformers.CLIPProcessor.from_pretrained(tmp_path / "hf")
+    hf = transformers.CLIPModel.from_pretrained(tmp_path / "hf").eval()
+    texts = [*CAPTIONS, "A PHOTO of   two  dogs!!", "naïve café, 3 o'clock"]
+    ours = cliplab.tokenize(texts)
+    theirs = processor(text=texts, padding="max_length", max_length=77, return_tensors="pt")
+    for row, text in enumerate(texts):
+        end = int(ours[row].argmax()) + 1
+        assert theirs["input_ids"][row, :end].tolist() == ours[row, :end].tolist(), text
+    images = [Image.open(path).convert("RGB") for path in image_files]
+    preprocess = cliplab.transforms.model_transform(model)
+    pixels = torch.stack([preprocess(image) for image in images])
+    their_pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+    difference = (pixels - their_pixels).abs().amax(dim=(1, 2, 3))
+    shrunk = torch.tensor([min(image.size) >= model.image_size for image in images])
+    assert shrunk.sum() >= 5 and (~shrunk).sum() >= 1
+    # Shrinking: both are bicubic with antialiasing; one 8-bit level is 1/255/0.26 = 0.015 after normalisation.
+    largest = difference[shrunk].max().item()
+    assert largest < 0.02
+    # Enlarging: transformers 5 resizes with torchvision's bicubic kernel (a = -0.75), PIL with a = -0.5,
+    # and when the crop margin is odd its crop starts one pixel earlier (floor vs round-half-even); they
+    # differ near edges by tens of levels (the README says so).
+    enlarged = difference[~shrunk].max().item()
+    assert enlarged < 1.0
+    with torch.no_grad():
+        image_pair = features(hf.get_image_features(pixel_values=pixels)), model.encode_image(pixels)
+        text_pair = (
+            features(hf.get_text_features(input_ids=theirs["input_ids"], attention_mask=theirs["attention_mask"])),
+            model.encode_text(ours),
+        )
+    torch.testing.assert_close(*image_pair, atol=1e-5, rtol=0)
+    torch.testing.assert_close(*text_pair, atol=1e-5, rtol=0)
+    embedding = max((a - b).abs().max().item() for a, b in (image_pair, text_pair))
+    # and back: cliplab reads the folder's preprocessing too
+    assert cliplab.load_model(tmp_path / "hf").image_mean == model.image_mean
+    with capsys.disabled():
+        print(
+            f"\nCLIPProcessor vs cliplab: largest pixel difference {largest:.4f} over {int(shrunk.sum())} images"
+            f" shrunk to the input, {enlarged:.4f} over {int((~shrunk).sum())} enlarged;"
+            f" largest embedding difference {embedding:.1e}"
+        )

@@ -56,21 +56,30 @@ def image_transform(
     mean: tuple[float, float, float] = OPENAI_MEAN,
     std: tuple[float, float, float] = OPENAI_STD,
     crop_scale: tuple[float, float] = TRAIN_CROP_SCALE,
+    resize: str = "shortest",
 ) -> Transform:
     """A PIL image of any mode and size -> a normalised float tensor (3, image_size, image_size).
 
-    Evaluation: bicubic resize of the shorter side to `image_size`, centre crop, RGB, normalise.
+    Evaluation: bicubic resize of the shorter side to `image_size` and a centre crop (`resize="shortest"`,
+    OpenAI's), or of both sides (`"squash"`, as OpenCLIP's resize_mode of that name), RGB, normalise.
     Training: a random resized crop (bicubic, `crop_scale` of the area), RGB, normalise.
     """
+    bicubic = InterpolationMode.BICUBIC
     if train:
-        geometry = [RandomResizedCrop(image_size, scale=crop_scale, interpolation=InterpolationMode.BICUBIC)]
+        geometry = [RandomResizedCrop(image_size, scale=crop_scale, interpolation=bicubic)]
+    elif resize == "squash":
+        geometry = [Resize((image_size, image_size), interpolation=bicubic)]
+    elif resize == "shortest":
+        geometry = [Resize(image_size, interpolation=bicubic), CenterCrop(image_size)]
     else:
-        geometry = [Resize(image_size, interpolation=InterpolationMode.BICUBIC), CenterCrop(image_size)]
+        raise ValueError(f"unknown resize {resize!r}: 'shortest' or 'squash'")
     return Compose([to_8bit, *geometry, to_rgb, ToTensor(), Normalize(mean, std)])
 
 
 def model_transform(model, train: bool = False) -> Transform:
-    """The preprocessing a model expects: its image size and normalisation (OpenAI's for CLIP models)."""
+    """The preprocessing a model expects: its image size, normalisation and resizing (OpenAI's for
+    nearly every CLIP model)."""
     mean = getattr(model, "image_mean", OPENAI_MEAN)
     std = getattr(model, "image_std", OPENAI_STD)
-    return image_transform(model.image_size, train=train, mean=mean, std=std)
+    resize = getattr(model, "image_resize", "shortest")
+    return image_transform(model.image_size, train=train, mean=mean, std=std, resize=resize)

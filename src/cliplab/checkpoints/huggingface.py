@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..files import read_regular, save_safetensors, write_json
+from ..files import read_regular, save_safetensors, write_json, write_text
 from ..models.config import CLIPConfig, TextConfig, VisionConfig
+from ..tokenizer.bpe import EOT_TEXT, SOT_TEXT, default_tokenizer
 from .files import CheckpointContents, read_checkpoint_file
 
 MAX_CONFIG_BYTES = 16 * 2**20  # config.json and shard indexes are a few kilobytes
@@ -167,7 +168,7 @@ def to_hf_config(config: CLIPConfig) -> dict[str, Any]:
     }
 
 
-def from_hf_config(hf: Mapping[str, Any]) -> CLIPConfig:
+def from_hf_config(hf: Mapping[str, Any], **preprocessing: Any) -> CLIPConfig:
     text, vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
     if hf.get("model_type") not in (None, "clip") or not text or not vision:
         raise CheckpointError(f"not a CLIPModel configuration (model_type {hf.get('model_type')!r})")
@@ -201,6 +202,7 @@ def from_hf_config(hf: Mapping[str, Any]) -> CLIPConfig:
             layers=text["num_hidden_layers"],
         ),
         activation=acts.pop(),
+        **preprocessing,
     )
 
 
@@ -209,7 +211,9 @@ def from_hf_config(hf: Mapping[str, Any]) -> CLIPConfig:
 
 
 def save_hf_folder(model: torch.nn.Module, folder: str | Path) -> Path:
-    """Write `config.json` and `model.safetensors` that `transformers.CLIPModel.from_pretrained` loads."""
+    """Write a folder that transformers loads whole: `config.json` and `model.safetensors` for
+    `CLIPModel.from_pretrained`, the tokenizer's files and `preprocessor_config.json` for
+    `CLIPProcessor.from_pretrained`."""
     folder = Path(folder)
     if getattr(model.config, "architecture", None) == "towers":
         raise ConfigError(
@@ -223,7 +227,73 @@ def save_hf_folder(model: torch.nn.Module, folder: str | Path) -> Path:
     config = to_hf_config(model.config)
     save_safetensors(to_hf_state_dict(model.state_dict()), folder / "model.safetensors", {"format": "pt"})
     write_json(folder / "config.json", config, indent=2)
+    write_hf_processor_files(model.config, folder)
     return folder
+
+
+def write_hf_processor_files(config: CLIPConfig, folder: Path) -> None:
+    """What `transformers.CLIPProcessor.from_pretrained(folder)` reads: the tokenizer's vocabulary and merges
+    (OpenAI's BPE, as cliplab tokenizes) and `preprocessor_config.json` (cliplab's preprocessing)."""
+    tokenizer = default_tokenizer()
+    write_json(folder / "vocab.json", tokenizer.encoder)
+    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
+    write_text(folder / "merges.txt", "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n")
+    special = {"bos_token": SOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT, "pad_token": EOT_TEXT}
+    write_json(folder / "special_tokens_map.json", special, indent=2)
+    write_json(
+        folder / "tokenizer_config.json",
+        {
+            **special,
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": config.text.context_length,
+            "do_lower_case": True,
+            "errors": "replace",
+            "add_prefix_space": False,
+        },
+        indent=2,
+    )
+    size = config.vision.image_size
+    squash = config.image_resize == "squash"
+    write_json(
+        folder / "preprocessor_config.json",
+        {
+            "image_processor_type": "CLIPImageProcessor",
+            "processor_class": "CLIPProcessor",
+            "do_convert_rgb": True,
+            "do_resize": True,
+            "size": {"height": size, "width": size} if squash else {"shortest_edge": size},
+            "resample": 3,  # PIL's bicubic
+            "do_center_crop": not squash,
+            "crop_size": {"height": size, "width": size},
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": list(config.image_mean),
+            "image_std": list(config.image_std),
+        },
+        indent=2,
+    )
+
+
+def preprocessing_from_hf(folder: Path) -> dict[str, Any]:
+    """CLIPConfig's image_mean, image_std and image_resize from a folder's `preprocessor_config.json`, if any."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(read_regular(path, MAX_CONFIG_BYTES))
+        options = {}
+        if raw.get("image_mean") is not None:
+            options["image_mean"] = tuple(raw["image_mean"])
+        if raw.get("image_std") is not None:
+            options["image_std"] = tuple(raw["image_std"])
+        if raw.get("do_center_crop") is False and isinstance(raw.get("size"), dict) and "height" in raw["size"]:
+            options["image_resize"] = "squash"
+        return options
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise CheckpointError(
+            f"{path} is not a usable preprocessor configuration ({type(err).__name__}: {err})"
+        ) from None
 
 
 def read_hf_folder(folder: Path) -> CheckpointContents:
@@ -235,7 +305,7 @@ def read_hf_folder(folder: Path) -> CheckpointContents:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{config_file} cannot be read as JSON ({type(err).__name__}: {err})") from None
     try:
-        config = from_hf_config(hf_config)
+        config = from_hf_config(hf_config, **preprocessing_from_hf(folder))
     except CheckpointError as err:
         raise CheckpointError(f"{config_file}: {err}") from None
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as err:  # a field missing or mistyped

@@ -10,7 +10,6 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..tokenizer import BPETokenize
-from ..transforms import OPENAI_MEAN, OPENAI_STD
 from .config import CLIPConfig
 from .layers import LayerNorm, Transformer, init_transformer_
 from .modified_resnet import ModifiedResNet
@@ -88,9 +87,19 @@ class CLIP(nn.Module):
         """Texts -> token ids for `encode_text` (OpenAI's BPE at this model's context length)."""
         return BPETokenize(self.context_length)
 
-    # OpenAI's normalisation, with which every CLIP was trained (`transforms.model_transform` reads these)
-    image_mean = OPENAI_MEAN
-    image_std = OPENAI_STD
+    # The preprocessing the weights expect (`transforms.model_transform` reads these): OpenAI's for
+    # nearly every CLIP, another where the configuration says so.
+    @property
+    def image_mean(self) -> tuple[float, float, float]:
+        return self.config.image_mean
+
+    @property
+    def image_std(self) -> tuple[float, float, float]:
+        return self.config.image_std
+
+    @property
+    def image_resize(self) -> str:
+        return self.config.image_resize
 
     def tower_groups(self, tower: str) -> list[list[str]]:
         """A tower's parameter groups in forward order, as name prefixes: the stem, each block, the head.

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from ..errors import ConfigError
+from ..transforms import OPENAI_MEAN, OPENAI_STD
 
 ACTIVATIONS = ("quick_gelu", "gelu")
+RESIZE_MODES = ("shortest", "squash")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,12 @@ class CLIPConfig:
     activation: str = "quick_gelu"
     # A learned bias added to every logit (SigLIP's sigmoid loss learns one): logits = exp(t) cos + b.
     logit_bias: bool = False
+    # The preprocessing the weights were trained with: the normalisation (OpenAI's for nearly every
+    # CLIP), and how an image becomes a square: "shortest" resizes the shorter side and crops the
+    # centre (OpenAI), "squash" resizes both sides (Apple's DFN5B models).
+    image_mean: tuple[float, float, float] = OPENAI_MEAN
+    image_std: tuple[float, float, float] = OPENAI_STD
+    image_resize: str = "shortest"
 
     def __post_init__(self) -> None:
         if isinstance(self.vision, dict):
@@ -111,6 +120,17 @@ class CLIPConfig:
         _check_sizes(self, "model", "embed_dim")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            try:
+                value = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                value = ()
+            if len(value) != 3 or not all(math.isfinite(v) for v in value) or (name == "image_std" and min(value) <= 0):
+                raise ConfigError(f"{name} must be three finite numbers (std above 0), got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        if self.image_resize not in RESIZE_MODES:
+            raise ConfigError(f"unknown image_resize {self.image_resize!r}; choose from {RESIZE_MODES}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,7 +176,7 @@ def _from_fields(cls: type, data: dict[str, Any], what: str) -> Any:
 # Named configurations
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
     """'ViT-L/14@336px', 'vit-l-14-336', 'ViT-L-14-336-quickgelu' -> 'vit-l-14-336'."""
     key = name.strip().lower().replace("/", "-").replace("@", "-")
     if key.endswith("px"):
@@ -172,8 +192,8 @@ def _named_configs() -> dict[str, tuple[str, dict[str, Any]]]:
         if entry.name.endswith(".json"):
             raw = json.loads(entry.read_text())
             display = raw.get("name", entry.name[: -len(".json")])
-            table[_canonical(entry.name[: -len(".json")])] = (display, raw)
-            table.setdefault(_canonical(display), (display, raw))
+            table[canonical_name(entry.name[: -len(".json")])] = (display, raw)
+            table.setdefault(canonical_name(display), (display, raw))
     return table
 
 
@@ -187,7 +207,7 @@ def available_models() -> list[str]:
 
 def display_name(name: str) -> str:
     """OpenAI's spelling of a built-in model name: 'vit-b-32-quickgelu' -> 'ViT-B/32'."""
-    entry = _named_configs().get(_canonical(name))
+    entry = _named_configs().get(canonical_name(name))
     if entry is None:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     return entry[0]
@@ -199,7 +219,7 @@ def get_config(name: str, **overrides: Any) -> CLIPConfig:
     An OpenCLIP name ending in `-quickgelu` selects QuickGELU, which is already the default here;
     pass `activation="gelu"` for OpenCLIP's plain-GELU variants.
     """
-    raw = _named_configs()[_canonical(display_name(name))][1]
+    raw = _named_configs()[canonical_name(display_name(name))][1]
     config = CLIPConfig.from_dict({k: v for k, v in raw.items() if k != "order"})
     return config.with_overrides(**overrides) if overrides else config
 
