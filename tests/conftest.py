@@ -31,6 +31,13 @@ def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test reaches the network: a model name never starts a download (tests/test_pretrained.py
+    turns this off for its loopback server). Subprocesses inherit it."""
+    monkeypatch.setenv("CLIPLAB_OFFLINE", "1")
+
+
 @pytest.fixture
 def seeded():
     torch.manual_seed(0)

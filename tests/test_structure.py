@@ -19,7 +19,7 @@ LAYERS = (
     {"files", "extras", "caches", "tokenizer", "transforms", "loss"},
     {"models"},  # the two towers, configurations, weights, the Model protocol
     {"checkpoints", "data"},  # reading weights; every input form as items
-    {"towers", "encode"},  # models of other libraries' towers; images and texts through any model
+    {"towers", "encode", "pretrained"},  # other towers; encoding any model; weights by name
     {"loading", "zeroshot"},
     {"evaluate", "search"},
     {"train", "serve"},

@@ -43,8 +43,8 @@ _EXPORTS = {
     "image_transform": "transforms",
 }
 _SUBPACKAGES = set(
-    "checkpoints cli data demo encode errors evaluate extras files loading loss models search serve tokenizer "
-    "towers train transforms zeroshot".split()
+    "caches checkpoints cli data demo encode errors evaluate extras files loading loss models pretrained search "
+    "serve tokenizer towers train transforms zeroshot".split()
 )
 
 __all__ = [

@@ -33,6 +33,11 @@ class QueryError(CliplabError, ValueError):
     """A search or classification request that cannot be answered as asked."""
 
 
+class DownloadError(CliplabError, OSError):
+    """Released weights that could not be fetched: no network, an HTTP error, a file whose SHA-256 is not
+    the published one, or offline mode with the file not yet in the cache."""
+
+
 class TrainingDiverged(CliplabError, RuntimeError):
     """Training stopped after `max_bad_steps` consecutive steps with a non-finite loss or gradient."""
 

@@ -1,8 +1,9 @@
-"""`cliplab.load`: a model and its preprocessing from a checkpoint path or a model name.
+"""`cliplab.load`: a model and its preprocessing from a checkpoint path, a model name, an OpenCLIP
+pretrained tag or a Hugging Face Hub id (see `cliplab.pretrained.locate`).
 
-cliplab never downloads. A model name resolves to a file you already have: cliplab's cache
-(`$CLIPLAB_CACHE`, default `~/.cache/cliplab`), then OpenAI's `clip` cache (`~/.cache/clip`),
-looked up under the file names OpenAI publishes (`ViT-B-32.pt`, `ViT-L-14-336px.pt`, ...).
+A released model's name ("ViT-B/32") is looked up in cliplab's cache (`$CLIPLAB_CACHE`, default
+`~/.cache/cliplab`) and OpenAI's `clip` cache (`~/.cache/clip`) under the file names OpenAI publishes
+(`ViT-B-32.pt`, ...), and downloaded from OpenAI's URL, verified, when it is in neither.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import torch
 
 from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
 from .errors import CheckpointError, ConfigError
-from .files import cache_dir
 from .models import CLIPConfig, Model, build_model
-from .models.config import architecture_name, available_models, display_name
+from .models.config import architecture_name
+from .pretrained import Located, locate
 from .towers import TowersConfig, build_towers_model, is_towers_config
 from .transforms import Transform, model_transform
-
-OPENAI_URL = "https://openaipublic.azureedge.net/clip/models"
 
 
 def architecture(model: Model) -> str:
@@ -29,38 +28,9 @@ def architecture(model: Model) -> str:
     return config.name if isinstance(config, TowersConfig) else architecture_name(config)
 
 
-def cache_dirs() -> list[Path]:
-    return [cache_dir(), Path.home() / ".cache" / "clip"]
-
-
-def _released_file_names(name: str) -> list[str]:
-    """File names looked for in the caches: OpenAI's release name, as .pt or as .safetensors."""
-    openai = display_name(name).replace("/", "-").replace("@", "-")  # "ViT-L/14@336px" -> "ViT-L-14-336px"
-    return [f"{openai}.pt", f"{openai}.safetensors"]
-
-
-def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """The file or folder a path or a model name refers to, or a clear error saying where to put it."""
-    path = Path(name_or_path).expanduser()
-    if path.exists() or path.is_symlink():  # a broken link is the reader's to explain
-        return path
-    try:
-        names = _released_file_names(str(name_or_path))
-    except ConfigError:
-        raise CheckpointError(
-            f"no checkpoint at {name_or_path}: no such file or folder, and not a model name "
-            f"({', '.join(available_models())})"
-        ) from None
-    for folder in cache_dirs():
-        for file_name in names:
-            if (folder / file_name).is_file():
-                return folder / file_name
-    where = " or ".join(str(d) for d in cache_dirs())
-    raise CheckpointError(
-        f"no weights for {display_name(str(name_or_path))} found in {where}: OpenAI publishes them as {names[0]} "
-        f"(openai/CLIP's clip/clip.py lists the address, under {OPENAI_URL}); cliplab does not download, so put "
-        "the file in one of those folders, or give its path instead of the name"
-    )
+def resolve_checkpoint(name_or_path: str | os.PathLike, pretrained: str | None = None) -> Path:
+    """The file or folder a path, a model name, a tag or a Hub id refers to (downloaded if need be)."""
+    return locate(name_or_path, pretrained).path
 
 
 def resolve_device(name: str | torch.device = "auto", index: int = 0) -> torch.device:
@@ -86,15 +56,26 @@ def load_model(
     device: str | torch.device = "cpu",
     image_size: int | None = None,
     activation: str = "quick_gelu",
+    pretrained: str | None = None,
 ) -> Model:
     """A model from any checkpoint cliplab reads, in eval mode and float32, on `device` ("auto": a GPU
     when there is one).
 
+    `name_or_path`: a file or folder, a released model's name ("ViT-B/32"), an OpenCLIP name with a
+    `pretrained` tag ("ViT-B-32", pretrained="laion2b_s34b_b79k", or "ViT-B-32:laion2b_s34b_b79k"),
+    "hf-hub:ORG/REPO" (an OpenCLIP repository) or "ORG/REPO" (a transformers CLIPModel repository).
     `image_size` runs it at another resolution (positional embedding interpolated).
-    `activation` matters only for checkpoints without a configuration (OpenAI, OpenCLIP files):
-    their released weights use QuickGELU; OpenCLIP's non-`quickgelu` models need "gelu".
+    `activation` matters only for files without a configuration whose name says nothing either
+    (OpenCLIP files by path): released OpenAI weights use QuickGELU, OpenCLIP's non-`quickgelu` ones "gelu".
     """
-    path = resolve_checkpoint(name_or_path)
+    return model_from(locate(name_or_path, pretrained), device, image_size, activation)
+
+
+def model_from(
+    located: Located, device: str | torch.device = "cpu", image_size: int | None = None, activation: str = "quick_gelu"
+) -> Model:
+    """`load_model` of what `cliplab.pretrained.locate` found."""
+    path = located.path
     contents = read_checkpoint(path)
     towers = is_towers_config(contents.config)  # towers from other libraries (cliplab.towers)
     try:
@@ -105,6 +86,7 @@ def load_model(
         if towers:
             model = build_towers_model(contents.state_dict, config, image_size)
         else:
+            config = config or located.config  # a file's own configuration, else what its name says
             model = build_model(contents.state_dict, image_size=image_size, activation=activation, config=config)
     except (CheckpointError, ConfigError) as err:  # the tensors do not fit, or the size asked for
         raise type(err)(f"{path}: {err}") from None
@@ -116,9 +98,10 @@ def load(
     device: str | torch.device = "cpu",
     image_size: int | None = None,
     activation: str = "quick_gelu",
+    pretrained: str | None = None,
 ) -> tuple[Model, Transform]:
-    """OpenAI's `clip.load`: (model, preprocess) from a checkpoint path or a model name."""
-    model = load_model(name_or_path, device=device, image_size=image_size, activation=activation)
+    """OpenAI's `clip.load`: (model, preprocess) from a checkpoint path, a model name, a tag or a Hub id."""
+    model = load_model(name_or_path, device=device, image_size=image_size, activation=activation, pretrained=pretrained)
     return model, model_transform(model)
 
 

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     items = []
     for name in args.images:  # a folder stands for its images; anything else is read as an image file
         items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
-    model = load_model(args.checkpoint, device=args.device)
+    model = load_model(options.model_name(args), device=args.device)
     check_labels(labels, model, "--labels")
     bar = args.progress and len(items) > 32  # a bar for a few images is noise
     images = embed_images(model, items, args.batch_size, args.workers, progress=bar, desc="classify")

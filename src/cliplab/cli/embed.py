@@ -42,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  left out: {what}: {why}")
     if len(source.problems) > 10:
         print(f"  ... and {len(source.problems) - 10} more left out (all listed in skipped.jsonl)")
-    model = load_model(args.checkpoint, device=args.device)
+    model = load_model(options.model_name(args), device=args.device)
     report = embed_collection(
         source,
         args.out,
         model,
-        args.checkpoint,
+        options.model_name(args),
         shard_size=args.shard_size,
         batch_size=args.batch_size,
         workers=args.workers,

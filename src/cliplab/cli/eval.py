@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data import open_source
     from ..errors import ConfigError
     from ..evaluate import SHIFTS, FeatureOptions
-    from ..loading import architecture, load_model, resolve_checkpoint
+    from ..loading import architecture, model_from
+    from ..pretrained import locate
     from ..zeroshot import check_templates, get_templates
 
     classnames = _classnames(args.classnames)
@@ -140,8 +141,9 @@ def run(args: argparse.Namespace) -> int:
     templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
     templates = check_templates(templates or ["a photo of a {}."], "--template")
 
-    model = load_model(args.checkpoint, device=args.device)
-    checkpoint = resolve_checkpoint(args.checkpoint)
+    located = locate(options.model_name(args))
+    model = model_from(located, device=args.device)
+    checkpoint = located.path
     stat = checkpoint.stat()
     feature_options = FeatureOptions(
         batch_size=args.batch_size,
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         model_id=f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
         progress=args.progress,
     )
-    weights = checkpoint.stem if checkpoint.is_file() else checkpoint.name
+    weights = located.weights
     out = Path(args.out)
     run = EvalRun(
         model, architecture(model), weights, source, train, templates, shifts, feature_options, args.threshold, out

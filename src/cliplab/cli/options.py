@@ -2,7 +2,8 @@
 
 | option | meaning |
 | --- | --- |
-| `--checkpoint` | the model: a checkpoint file, a Hugging Face folder or a released model's name |
+| `--checkpoint` | the model: a checkpoint file, a Hugging Face folder, a released model's name or a Hub id |
+| `--pretrained` | an OpenCLIP pretrained tag for the `--checkpoint` architecture |
 | `--device` | where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1, ... |
 | `--batch-size` | images or texts encoded together |
 | `--workers` | image-decoding processes |
@@ -24,9 +25,27 @@ def checkpoint(parser: argparse.ArgumentParser, default: str | None = DEFAULT_CH
         "--checkpoint",
         default=default,
         metavar="CKPT",
-        help=f"the model: a checkpoint file, a Hugging Face folder, or a released model's name found in the caches "
+        help="the model: a checkpoint file, a Hugging Face folder, a released model's name (OpenAI's, downloaded "
+        "and verified when not in the caches), hf-hub:ORG/REPO (OpenCLIP) or ORG/REPO (transformers) "
         f"({where})",
     )
+    parser.add_argument(
+        "--pretrained",
+        metavar="TAG",
+        help="OpenCLIP's pretrained tag for the --checkpoint architecture, e.g. laion2b_s34b_b79k "
+        "(cliplab models --pretrained lists them)",
+    )
+
+
+def model_name(args: argparse.Namespace) -> str | None:
+    """--checkpoint and --pretrained as the one string cliplab.load_model reads ("ViT-B-32:laion2b_s34b_b79k")."""
+    if getattr(args, "pretrained", None):
+        if not args.checkpoint:
+            from ..errors import ConfigError
+
+            raise ConfigError("--pretrained needs --checkpoint ARCH, the architecture the tag belongs to")
+        return f"{args.checkpoint}:{args.pretrained}"
+    return args.checkpoint
 
 
 def device(parser: argparse.ArgumentParser) -> None:

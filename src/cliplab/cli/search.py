@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a text query or --image FILE")
     if args.k < 1:
         raise ConfigError("-k must be at least 1")
-    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint, device=args.device)
+    searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device)
     if args.image:
         try:
             image = read_image(Path(args.image))

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..search import Searcher
     from ..serve import Limits, create_app
 
-    searcher = Searcher.open(args.folder, checkpoint=args.checkpoint, device=args.device)
+    searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device)
     limits = Limits(
         max_body_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
