@@ -19,7 +19,7 @@ LAYERS = (
     {"files", "extras", "caches", "tokenizer", "transforms", "loss"},
     {"models"},  # the two towers, configurations, weights, the Model protocol
     {"checkpoints", "data"},  # reading weights; every input form as items
-    {"towers", "encode", "pretrained"},  # other towers; encoding any model; weights by name
+    {"towers", "encode", "pretrained", "export"},  # other towers; encoding any model; weights by name; ONNX
     {"loading", "zeroshot"},
     {"evaluate", "search"},
     {"train", "serve"},

@@ -38,12 +38,13 @@ _EXPORTS = {
     "read_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints",
     "save_hf_folder": "checkpoints",
+    "save_onnx": "export",
     "Tokenizer": "tokenizer",
     "tokenize": "tokenizer",
     "image_transform": "transforms",
 }
 _SUBPACKAGES = set(
-    "caches checkpoints cli data demo encode errors evaluate extras files loading loss models pretrained search "
+    "caches checkpoints cli data demo encode errors evaluate export extras files loading loss models pretrained search "
     "serve tokenizer towers train transforms zeroshot".split()
 )
 
@@ -65,12 +66,14 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "save_hf_folder",
+    "save_onnx",
     "tokenize",
 ]
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
     from .errors import CheckpointError, CliplabError
+    from .export import save_onnx
     from .loading import convert, load, load_model
     from .models import CLIP, CLIPConfig, Model, available_models, build_model, create_model, get_config
     from .tokenizer import Tokenizer, tokenize

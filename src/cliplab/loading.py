@@ -15,6 +15,7 @@ import torch
 
 from .checkpoints import read_checkpoint, save_checkpoint, save_hf_folder
 from .errors import CheckpointError, ConfigError
+from .export import save_onnx
 from .models import CLIPConfig, Model, build_model
 from .models.config import architecture_name
 from .pretrained import Located, locate
@@ -105,13 +106,25 @@ def load(
     return model, model_transform(model)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "cliplab", image_size: int | None = None) -> Path:
-    """Rewrite a checkpoint as cliplab's safetensors file (`to="cliplab"`) or a Hugging Face folder (`to="hf"`)."""
-    if to not in ("cliplab", "hf"):
-        raise ConfigError(f"unknown target format {to!r}; choose 'cliplab' or 'hf'")
-    model = load_model(src, image_size=image_size)
+CONVERT_TARGETS = ("cliplab", "hf", "onnx")
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    to: str = "cliplab",
+    image_size: int | None = None,
+    pretrained: str | None = None,
+) -> Path:
+    """Rewrite a checkpoint as cliplab's safetensors file (`to="cliplab"`), a Hugging Face folder (`to="hf"`)
+    or ONNX graphs of the two towers (`to="onnx"`, see `cliplab.export.save_onnx`)."""
+    if to not in CONVERT_TARGETS:
+        raise ConfigError(f"unknown target format {to!r}; choose from {', '.join(CONVERT_TARGETS)}")
+    model = load_model(src, image_size=image_size, pretrained=pretrained)
     if to == "cliplab":
         save_checkpoint(model, dst)
-    else:
+    elif to == "hf":
         save_hf_folder(model, dst)
+    else:
+        save_onnx(model, dst)
     return Path(dst)
