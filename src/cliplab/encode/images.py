@@ -85,8 +85,14 @@ def image_batches(
     """The items' images encoded `batch_size` at a time, in order, with the model's evaluation preprocessing."""
     transform = transform or model_transform(model)
     device = model_device(model)
+    # A generator of its own: the loader's seed draw would otherwise advance torch's global generator, so a
+    # validation pass during training would change the dropout masks of the steps after it.
     loader = DataLoader(
-        _Pixels(items, transform, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+        _Pixels(items, transform, max_pixels),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        generator=torch.Generator().manual_seed(0),
     )
     with evaluating(model):
         for batch in loader:

@@ -58,7 +58,7 @@ class StepLoss:
 
 def lock_tower(model: nn.Module, tower: str, unlocked: int = 0) -> list[nn.Module]:
     """Freeze one tower (LiT), all but its last `unlocked` parameter groups (`model.tower_groups`);
-    returns the frozen modules, to keep in eval mode (frozen batch statistics, no dropout)."""
+    returns the model's frozen modules, to keep in eval mode (frozen batch statistics, no dropout)."""
     groups = model.tower_groups(tower)
     if not 0 <= unlocked < len(groups):
         raise ConfigError(f"the {tower} tower has {len(groups)} groups; leave 0 to {len(groups) - 1} unlocked")
@@ -66,13 +66,25 @@ def lock_tower(model: nn.Module, tower: str, unlocked: int = 0) -> list[nn.Modul
     for name, parameter in model.named_parameters():
         if any(name == prefix or name.startswith(prefix + ".") for prefix in frozen):
             parameter.requires_grad_(False)
-    modules = []
-    for prefix in frozen:
-        try:
-            modules.append(model.get_submodule(prefix))
-        except AttributeError:  # a bare parameter (an embedding table, a projection matrix)
-            pass
-    return modules
+    return frozen_modules(model)
+
+
+def frozen_modules(model: nn.Module) -> list[nn.Module]:
+    """The largest modules whose parameters are all frozen. Their parameter-free parts (dropout, pooling)
+    go with them: a group named by its parameters (a text encoder's embeddings) still has its dropout
+    turned off."""
+    found = []
+
+    def visit(module: nn.Module) -> None:
+        parameters = list(module.parameters())
+        if parameters and not any(p.requires_grad for p in parameters):
+            found.append(module)
+            return
+        for child in module.children():
+            visit(child)
+
+    visit(model)
+    return found
 
 
 def set_patch_dropout(model: Model, share: float) -> None:
