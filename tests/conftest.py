@@ -32,10 +32,12 @@ def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
+def offline(monkeypatch, tmp_path_factory):
     """No test reaches the network: a model name never starts a download (tests/test_pretrained.py
-    turns this off for its loopback server). Subprocesses inherit it."""
+    turns this off for its loopback server). Subprocesses inherit it. Nor does a test write into the
+    user's cache: cached features go to a folder of the test session."""
     monkeypatch.setenv("CLIPLAB_OFFLINE", "1")
+    monkeypatch.setenv("CLIPLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cliplab-cache"))
 
 
 @pytest.fixture

@@ -306,3 +306,73 @@ def test_torchvision_image_tower_loads_its_weights_and_locks_by_blocks(tmp_path)
         torch.testing.assert_close(tower(images), pooled, atol=1e-5, rtol=1e-5)
     groups = tower.groups("visual.")
     assert groups[1] == ["visual.trunk.layer1.0"] and groups[-2] == ["visual.trunk.layer4.1"] and len(groups) == 10
+
+
+@pytest.mark.parametrize("unlocked_text", [0, 1])
+def test_cached_locked_towers_train_as_running_them(tmp_path, text_folder, image_weights, capsys, unlocked_text):
+    """A run reading the locked towers' cached outputs ends with the weights and validation figures of the
+    same run computing them at every step (augmentation off); with the text tower partly unlocked only the
+    image tower is cached."""
+    table = write_caption_table(tmp_path / "data", 24, size=64)
+    runs = {}
+    for cache in (False, True):
+        config = lit_config(
+            tmp_path / str(cache),
+            table,
+            text_folder,
+            image_weights,
+            lock_image=True,
+            lock_text=True,
+            lock_text_unlocked=unlocked_text,
+            augment=False,
+            cache_features=cache,
+            max_steps=None,
+            epochs=2,
+            val_data=str(table),
+        )
+        result = train(config)
+        runs[cache] = (load_file(str(result.model_path)), result.metrics, capsys.readouterr().out)
+    (plain, plain_metrics, plain_out), (cached, cached_metrics, cached_out) = runs[False], runs[True]
+    assert "images cached (" not in plain_out and "image features not cached (cache_features=false)" in plain_out
+    assert "24 images cached (24 computed now; 0 unusable)" in cached_out
+    assert ("48 captions cached" in cached_out) == (unlocked_text == 0)
+    assert plain.keys() == cached.keys()
+    for key in plain:
+        torch.testing.assert_close(cached[key], plain[key], atol=1e-5, rtol=0, msg=key)
+    assert not torch.equal(
+        cached["text_projection.weight"], initial_model(config).state_dict()["text_projection.weight"]
+    )
+    for name in ("val/loss", "val/image_to_text_R@1", "val/text_to_image_R@5"):
+        assert cached_metrics[name] == pytest.approx(plain_metrics[name], abs=1e-5), name
+
+
+def test_a_run_killed_while_caching_keeps_what_it_computed(tmp_path, text_folder, image_weights, monkeypatch, capsys):
+    from cliplab.train import features
+
+    table = write_caption_table(tmp_path / "data", 24, size=64)
+    monkeypatch.setattr(features, "CHUNK_ROWS", 8)
+    real_save, saved = features.save_safetensors, []
+
+    def save_then_die(tensors, path, metadata=None):
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # killed while computing the third chunk of images
+        real_save(tensors, path, metadata=metadata)
+        saved.append(path)
+
+    options = dict(lock_image=True, lock_text=True, augment=False, val_data="")
+    monkeypatch.setattr(features, "save_safetensors", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(lit_config(tmp_path / "killed", table, text_folder, image_weights, **options))
+    assert len(saved) == 2 and all(path.is_file() for path in saved)
+    monkeypatch.setattr(features, "save_safetensors", real_save)
+    capsys.readouterr()
+    resumed = train(lit_config(tmp_path / "again", table, text_folder, image_weights, **options))
+    out = capsys.readouterr().out
+    assert "24 images cached (8 computed now" in out and "48 captions cached (48 computed now" in out
+    plain = train(lit_config(tmp_path / "plain", table, text_folder, image_weights, **options, cache_features=False))
+    for key, value in load_file(str(plain.model_path)).items():
+        torch.testing.assert_close(load_file(str(resumed.model_path))[key], value, atol=1e-5, rtol=0, msg=key)
+    # a third run reads everything back
+    train(lit_config(tmp_path / "third", table, text_folder, image_weights, **options))
+    out = capsys.readouterr().out
+    assert "24 images cached (all read back" in out and "48 captions cached (all read back" in out

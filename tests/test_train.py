@@ -152,6 +152,19 @@ def test_non_finite_steps_are_skipped_then_the_run_stops_with_the_last_good_chec
 TAME_ADAM = {"eps": 1e-2, "lr": 1e-2}
 
 
+def test_a_cached_locked_image_tower_skips_bad_samples_as_running_it_does(tmp_path, messy_table, capsys):  # noqa: F811
+    """cliplab's own CLIP, image tower locked (its projection with it): the cached run passes over the same
+    bad images and captions and ends with the same weights as the run that encodes every image each step."""
+    common = {"data": str(messy_table), "batch_size": 17, "epochs": 2, "lock_image": True, "augment": False}
+    runs = [
+        train(config(**common, **TAME_ADAM, cache_features=cache, out=str(tmp_path / str(cache))))
+        for cache in (False, True)
+    ]
+    assert "17 images cached (17 computed now; " in capsys.readouterr().out
+    assert Counter(runs[0].skipped) == Counter(runs[1].skipped) == EXPECTED_SKIPS + EXPECTED_SKIPS
+    assert_same_weights(runs[0].model_path, runs[1].model_path, atol=1e-5)
+
+
 def test_gradient_caching_trains_like_the_whole_batch(tmp_path, table):
     common = {"data": str(table), "batch_size": 16, "max_steps": 3, "workers": 0, **TAME_ADAM}
     plain = train(config(**common, out=str(tmp_path / "plain")))

@@ -70,21 +70,25 @@ class CaptionDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         skipped: list[tuple[str, str]] = []
         for offset in range(min(self.max_skips, len(self.entries))):
-            entry = self.entries[(index + offset) % len(self.entries)]
+            position = (index + offset) % len(self.entries)
             try:
-                return Sample(*self._load(entry, index + offset), skipped)
+                return Sample(*self._load(position, index + offset), skipped)
             except BadSample as bad:
-                skipped.append((entry.key, bad.reason))
+                skipped.append((self.entries[position].key, bad.reason))
         raise SourceError(
             f"{len(skipped)} bad samples in a row from index {index}, e.g. {skipped[:3]}: is the data path right?"
         )
 
-    def _load(self, entry: Item, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load(self, position: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pixels, token ids) of the item at `position`, visited as sample `index` of the epoch."""
+        entry = self.entries[position]
         rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
         caption = check_caption(entry.draw_caption(rng))
+        return self._pixels(entry, rng), tokens(caption, self.tokenizer)
+
+    def _pixels(self, entry: Item, rng: random.Random) -> torch.Tensor:
         with entry.open_image() as image:
-            pixels = seeded_transform(self.transform, image, rng.getrandbits(63))
-        return pixels, tokens(caption, self.tokenizer)
+            return seeded_transform(self.transform, image, rng.getrandbits(63))
 
 
 @functools.lru_cache(maxsize=8192)

@@ -195,7 +195,9 @@ class TrainingData:
         workers: int = 0,
         resample: bool = False,
         samples_per_epoch: int | None = None,
+        dataset: CaptionDataset | None = None,
     ):
+        """`dataset` replaces the one made of the source's items (the trainer's cached features)."""
         self.transform, self.tokenizer, self.batch_size = transform, tokenizer, batch_size
         self.seed, self.rank, self.world, self.workers, self.resample = seed, rank, world, workers, resample
         self.shards = source.shards
@@ -216,7 +218,7 @@ class TrainingData:
                     f"{source.location}: training needs captions (a caption column, .txt/.json in shards, or "
                     "synthetic); this source has none"
                 )
-            self.dataset = CaptionDataset(source.items, transform, tokenizer, seed=seed)
+            self.dataset = dataset or CaptionDataset(source.items, transform, tokenizer, seed=seed)
             self.samples = len(self.dataset) if samples_per_epoch is None else samples_per_epoch
 
     @property

@@ -81,9 +81,14 @@ def image_batches(
     transform: Callable | None = None,
     max_pixels: int = MAX_PIXELS,
     autocast: AbstractContextManager | None = None,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[ImageBatch]:
-    """The items' images encoded `batch_size` at a time, in order, with the model's evaluation preprocessing."""
+    """The items' images encoded `batch_size` at a time, in order, with the model's evaluation preprocessing.
+
+    `encode` maps a batch of pixels to features (default: the normalised image embedding; the trainer's
+    feature cache passes a locked tower's trunk)."""
     transform = transform or model_transform(model)
+    encode = encode or (lambda pixels: model.encode_image(pixels, normalize=True))
     device = model_device(model)
     # A generator of its own: the loader's seed draw would otherwise advance torch's global generator, so a
     # validation pass during training would change the dropout masks of the steps after it.
@@ -102,7 +107,7 @@ def image_batches(
             if good:
                 with autocast or nullcontext():
                     pixels = torch.stack([p for _, p, _ in good]).to(device)
-                    features = model.encode_image(pixels, normalize=True).float().cpu()
+                    features = encode(pixels).float().cpu()
             yield ImageBatch([i for i, _, _ in good], features, [s for _, _, s in good], skipped)
 
 
@@ -116,8 +121,10 @@ def embed_images(
     autocast: AbstractContextManager | None = None,
     progress: bool | tqdm = False,
     desc: str = "embed",
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ImageEmbeddings:
-    """Every readable item's normalised image embedding; the others skipped, each with its reason.
+    """Every readable item's normalised image embedding (or what `encode` makes of its pixels); the others
+    skipped, each with its reason.
 
     `progress` is a bool (a bar of its own) or a tqdm bar to advance.
     """
@@ -128,7 +135,7 @@ def embed_images(
     )
     parts, kept, sizes, skipped = [], [], [], []
     try:
-        for batch in image_batches(model, items, batch_size, workers, transform, max_pixels, autocast):
+        for batch in image_batches(model, items, batch_size, workers, transform, max_pixels, autocast, encode):
             if batch.indices:
                 parts.append(batch.features)
                 kept += batch.indices

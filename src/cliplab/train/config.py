@@ -52,6 +52,8 @@ class TrainConfig:
     samples_per_epoch: int | None = None  # an epoch's samples (default: all rows; shards' sizes.json; 20,000 synthetic)
     resample: bool = False  # shards: draw shards with replacement (an endless stream)
     workers: int = 2  # image-decoding processes
+    augment: bool = True  # random resized crops (tables, folders); false: the evaluation crop (LiT's setting)
+    cache_features: bool = True  # compute a fully locked tower once per image/caption and reuse it (see README)
     # Validation
     val_data: str = ""  # a captioned source to validate on (default: `data`, when val_split is set)
     val_split: str | None = None  # validate on the rows whose `split` column has this value

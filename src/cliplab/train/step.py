@@ -6,6 +6,7 @@ import math
 from contextlib import AbstractContextManager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -13,6 +14,7 @@ from ..loss import ClipLoss, SigLipLoss, grad_cache_backward
 from ..models import Model, add_logit_bias
 from ..models.vision_transformer import VisionTransformer
 from .distributed import all_mean, average_gradients
+from .features import tower_parts
 
 
 class ContrastiveForward(nn.Module):
@@ -27,6 +29,9 @@ class ContrastiveForward(nn.Module):
     def __init__(self, model: Model, loss: str = "clip"):
         super().__init__()
         self.model = model
+        # Towers whose inputs arrive as their locked trunk's cached output (`features.py`): only the
+        # head on top of it runs here.
+        self.cached: frozenset[str] = frozenset()
         if loss == "siglip" and model.logit_bias is None:
             add_logit_bias(model)  # SigLIP's initialisation: t = log 10, b = -10 (Zhai et al., 2023)
             with torch.no_grad():
@@ -37,8 +42,14 @@ class ContrastiveForward(nn.Module):
         return self.model.logit_bias
 
     def forward(self, images: torch.Tensor, texts: torch.Tensor):
-        image_features = self.model.encode_image(images, normalize=True)
-        text_features = self.model.encode_text(texts, normalize=True)
+        if "image" in self.cached:
+            image_features = F.normalize(tower_parts(self.model, "image")[1](images), dim=-1)
+        else:
+            image_features = self.model.encode_image(images, normalize=True)
+        if "text" in self.cached:
+            text_features = F.normalize(tower_parts(self.model, "text")[1](texts), dim=-1)
+        else:
+            text_features = self.model.encode_text(texts, normalize=True)
         return image_features, text_features, self.model.logit_scale.exp(), self.model.logit_bias
 
 

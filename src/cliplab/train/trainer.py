@@ -31,6 +31,7 @@ from ..transforms import model_transform
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, save_config
+from .features import CachedCaptionDataset, CachedTower, cache_plan, cache_tower, plain_captions
 from .initial import initial_model
 from .metrics import MetricsLog, drop_records_after, plot_metrics
 from .optim import build_optimizer, clamp_logit_scale_, learning_rate, set_learning_rate
@@ -49,6 +50,7 @@ RESUME_MUST_MATCH = (
     "seed",
     "loss",
     "resample",
+    "augment",
 )
 
 
@@ -100,6 +102,7 @@ class Trainer:
             self.forward = torch.compile(self.forward)
 
         self._setup_data()
+        self.head.cached = frozenset(self.cached)
         self.step = 0
         self.bad_in_row = 0
         self.bad_steps = 0
@@ -145,7 +148,28 @@ class Trainer:
             image_size=model.image_size,
             **columns,
         )
-        self.transform = model_transform(model, train=source.allows_crops)
+        self.transform = model_transform(model, train=source.allows_crops and config.augment)
+        towers, self.cache_notes = cache_plan(
+            config.lock_image,
+            config.lock_image_unlocked,
+            config.lock_text,
+            config.lock_text_unlocked,
+            config.augment,
+            config.patch_dropout,
+            config.cache_features,
+            source,
+        )
+        self.cached = self._cache(towers, source, self.transform)
+        dataset = None
+        if self.cached:
+            dataset = CachedCaptionDataset(
+                source.items,
+                self.transform,
+                model.tokenizer,
+                config.seed,
+                self.cached.get("image"),
+                self.cached.get("text"),
+            )
         self.data = TrainingData(
             source,
             self.transform,
@@ -154,9 +178,10 @@ class Trainer:
             seed=config.seed,
             rank=self.place.rank,
             world=self.place.world,
-            workers=config.workers,
+            workers=0 if "image" in self.cached else config.workers,  # nothing left to decode
             resample=config.resample,
             samples_per_epoch=config.samples_per_epoch,
+            dataset=dataset,
         )
         self.steps_per_epoch = self.data.samples // config.batch_size
         if self.steps_per_epoch == 0:
@@ -172,7 +197,36 @@ class Trainer:
         self.validates = bool(val_data)
         if val_data and self.place.is_main:
             val = open_source(val_data, split=config.val_split, **columns)
-            self.validation = ValidationSet(val, model_transform(model), config.workers)
+            transform = model_transform(model)
+            usable = [t for t in towers if t == "image" or plain_captions(val.items)]
+            caches = self._cache(usable, val, transform, shared=False)
+            self.validation = ValidationSet(val, transform, config.workers, caches.get("image"), caches.get("text"))
+
+    def _cache(self, towers: list[str], source, transform, shared: bool = True) -> dict[str, CachedTower]:
+        """The cached outputs of `towers` on `source`. With several processes (`shared`) the first computes
+        what is missing while the others wait, then they read it (or, without a shared cache, compute it)."""
+
+        def compute() -> dict[str, CachedTower]:
+            autocast = torch.autocast(self.place.device.type, dtype=torch.bfloat16) if self.bf16 else None
+            return {
+                tower: cache_tower(
+                    self.model,
+                    tower,
+                    source,
+                    transform,
+                    min(self.local_batch, CACHE_BATCH),
+                    self.config.workers,
+                    autocast,
+                    self.config.progress and self.place.is_main,
+                )
+                for tower in towers
+            }
+
+        if not towers or not shared or self.place.world == 1:
+            return compute() if towers else {}
+        cached = compute() if self.place.is_main else {}
+        distributed.barrier()
+        return cached if self.place.is_main else compute()
 
     def _epoch_batches(self, epoch: int, start: int):
         if self.data.streamed and self.stream_epoch != epoch:
@@ -265,6 +319,15 @@ class Trainer:
             f"{self.total_steps:,} steps of {config.batch_size} ({epochs:.3g} epoch{'s' if epochs != 1 else ''}){resumed}; "
             f"run folder {self.out}"
         )
+        for tower, cache in self.cached.items():
+            what = "images" if tower == "image" else "captions"
+            fresh = f"{cache.computed:,} computed now" if cache.computed else "all read back"
+            print(
+                f"cliplab train: the locked {tower} tower runs once per {tower if tower == 'image' else 'caption'}: "
+                f"{len(cache.features):,} {what} cached ({fresh}; {len(cache.bad):,} unusable) in {cache.folder}"
+            )
+        for note in self.cache_notes:
+            print(f"cliplab train: {note}")
         if config.warmup_steps >= self.total_steps >= 10:  # (a run of a few steps has no schedule to speak of)
             print(
                 f"cliplab train: warning: warmup_steps={config.warmup_steps} is not less than the run's "
@@ -506,6 +569,7 @@ class Trainer:
         write_json(self.out / "summary.json", summary)
 
 
+CACHE_BATCH = 256  # inputs per batch when caching a locked tower: its memory, not the step's, sets it
 ESTIMATE_AFTER = 20  # steps after which the time the run will take is estimated and said
 
 
