@@ -56,8 +56,8 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cliplab", "train", *args]
 
 
-def run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def run_cli(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, **kwargs)
 
 
@@ -259,19 +259,25 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, table):
         train(config(data=str(table), batch_size=16, max_steps=2, out=str(tmp_path / "a")), resume="latest")
 
 
-@pytest.mark.parametrize("micro", [None, 2])
-def test_torchrun_two_processes_train_like_one(tmp_path, table, micro):
-    """2 gloo processes x 4 samples = 1 process x 8: same samples, same loss, same weights."""
+@pytest.mark.parametrize("variant", ["plain", "micro", "cached"])
+def test_torchrun_two_processes_train_like_one(tmp_path, table, variant):
+    """2 gloo processes x 4 samples = 1 process x 8: same samples, same loss, same weights. With gradient
+    caching too; and with a locked image tower cached (the first process computes it, the other waits
+    and reads it)."""
     options = [f"data={table}", "batch_size=8", "max_steps=3", "workers=0", "progress=false", "tensorboard=false"]
     options += ["plots=false", "warmup_steps=1"] + [f"{k}={v}" for k, v in TAME_ADAM.items()]
-    options += [f"micro_batch_size={micro}"] if micro else []
-    one = run_cli(cli(*options, f"out={tmp_path / 'one'}"))
+    options += {"plain": [], "micro": ["micro_batch_size=2"], "cached": ["lock_image=true", "augment=false"]}[variant]
+    one = run_cli(cli(*options, f"out={tmp_path / 'one'}"), env={"CLIPLAB_CACHE": str(tmp_path / "cache-one")})
     assert one.returncode == 0, one.stderr
     two = run_cli(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cliplab"]
-        + ["train", *options, f"out={tmp_path / 'two'}"]
+        + ["train", *options, f"out={tmp_path / 'two'}"],
+        env={"CLIPLAB_CACHE": str(tmp_path / "cache-two")},
     )
     assert two.returncode == 0, two.stderr
+    if variant == "cached":
+        assert "48 images cached (48 computed now; 0 unusable)" in one.stdout
+        assert two.stdout.count("48 images cached (48 computed now") == 1  # said once, by the first process
     assert_same_weights(tmp_path / "one" / "model.safetensors", tmp_path / "two" / "model.safetensors", atol=1e-6)
     losses = [
         [json.loads(line)["train/loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
