@@ -2,12 +2,14 @@
 
 1. Embeds the first N images of a caption table (Flickr8k when ../shared holds it, else generated
    photos) with a model (random ViT-B/32 weights unless --checkpoint), and reports images/s.
-2. Indexes them and starts `cliplab serve` in its own process.
-3. C concurrent clients each send Q text searches, all different (captions of the table), and the
-   script reports errors, queries/s and latency p50/p99. Bounded in time by --timeout.
+2. Indexes them and starts `cliplab serve` in its own process, with batching and with `--no-batching`,
+   alternately (--rounds of each).
+3. C concurrent clients each send Q text searches, all different (captions of the table, none repeated
+   across runs, so no run is helped by the server's text cache), and the script reports errors, queries/s
+   and latency p50/p99 of each server, and the ratio. Bounded in time by --timeout.
 
-    python benchmarks/bench_serve.py                        # 1,000 images, 100 clients x 50 queries
-    python benchmarks/bench_serve.py --images 200 --clients 20 --queries 10
+    python benchmarks/bench_serve.py                        # 1,000 images, 64 clients x 20 queries, 2 rounds
+    python benchmarks/bench_serve.py --images 200 --clients 20 --queries 10 --rounds 1
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def _generated_table(folder: Path, count: int) -> Path:
 
 
 async def _load(url: str, queries: list[str], clients: int, per_client: int, timeout: float):
+    """`clients` concurrent clients, each sending `per_client` searches in turn: (latencies ms, errors, seconds)."""
     import httpx
 
     latencies, errors = [], []
@@ -84,8 +87,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="default: random ViT-B/32 weights")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--queries", type=int, default=50, help="queries per client")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--queries", type=int, default=20, help="queries per client")
+    parser.add_argument("--rounds", type=int, default=2, help="load tests of each server, alternating")
     parser.add_argument("--timeout", type=float, default=600, help="seconds the load test may take in all")
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -110,9 +114,33 @@ def main() -> None:
     index_collection(Collection.open(work / "emb"), "flat")
 
     captions = list(dict.fromkeys(c for e in open_source(table).items for c in e.captions))  # all, distinct
+    total = args.clients * args.queries
+    results: dict[str, list[tuple]] = {"batched": [], "one at a time": []}
+    run = 0
+    for _ in range(args.rounds):
+        for mode in results:
+            queries = captions[run * total : (run + 1) * total] or captions  # fresh texts for every run
+            run += 1
+            flags = ["--no-batching"] if mode == "one at a time" else []
+            results[mode].append(_serve_and_load(work / "emb", flags, queries, args))
+    for mode, runs in results.items():
+        for latencies, errors, seconds in runs:
+            print(
+                f"load, {mode}: {args.clients} clients x {args.queries} text searches (k=10) on loopback: "
+                f"{len(latencies):,} answered, {len(errors)} errors, {seconds:.1f} s, "
+                f"{len(latencies) / seconds:.1f} queries/s; latency p50 {np.percentile(latencies, 50):.0f} ms, "
+                f"p99 {np.percentile(latencies, 99):.0f} ms"
+            )
+            for error in errors[:5]:
+                print("  error:", error)
+    rate = {mode: np.median([len(lat) / sec for lat, _, sec in runs]) for mode, runs in results.items()}
+    print(f"batched / one at a time: {rate['batched'] / rate['one at a time']:.2f}x (median queries/s of each)")
+
+
+def _serve_and_load(folder: Path, flags: list[str], queries: list[str], args) -> tuple:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "cliplab", "serve", str(work / "emb"), "--port", str(port)],
+        [sys.executable, "-m", "cliplab", "serve", str(folder), "--port", str(port), *flags],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
@@ -131,19 +159,10 @@ def main() -> None:
             if time.time() > deadline or server.poll() is not None:
                 raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
-        latencies, errors, seconds = asyncio.run(_load(url, captions, args.clients, args.queries, args.timeout))
+        return asyncio.run(_load(url, queries, args.clients, args.queries, args.timeout))
     finally:
         server.terminate()
         server.wait(timeout=30)
-    total = args.clients * args.queries
-    print(
-        f"load: {args.clients} clients x {args.queries} text searches (k=10, {len(set(captions[:total]))} distinct "
-        f"texts) on loopback: {len(latencies):,} answered, {len(errors)} errors, {seconds:.1f} s, "
-        f"{len(latencies) / seconds:.1f} queries/s; latency p50 {np.percentile(latencies, 50):.0f} ms, "
-        f"p99 {np.percentile(latencies, 99):.0f} ms"
-    )
-    for error in errors[:5]:
-        print("  error:", error)
 
 
 if __name__ == "__main__":

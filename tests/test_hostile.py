@@ -605,7 +605,7 @@ def test_health_answers_head(client):
 
 def test_an_internal_error_is_logged_once_and_answered_with_a_bare_500(client, monkeypatch, caplog):
     client, searcher = client
-    monkeypatch.setattr(searcher, "text_vector", lambda text: 1 / 0)
+    monkeypatch.setattr(searcher, "text_vectors", lambda texts: 1 / 0)
     with caplog.at_level(logging.ERROR):
         answer = client.post("/search", json={"text": "a dog"})
     assert answer.status_code == 500 and answer.json() == {"detail": "internal error"}

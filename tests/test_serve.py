@@ -171,7 +171,7 @@ def test_an_unexpected_failure_is_a_500_without_a_stack_trace(searcher, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(searcher, "text_vector", broken)
+    monkeypatch.setattr(searcher, "text_vectors", broken)
     answer = client.post("/search", json={"text": "a dog"})
     assert answer.status_code == 500 and answer.json() == {"detail": "internal error"}
     assert "secret" not in answer.text
@@ -196,3 +196,74 @@ def test_schema_driven_fuzzing_finds_no_server_error(searcher):
 
         check()
     assert failures == []
+
+
+def _concurrently(app, requests: list[tuple[str, dict]]) -> list:
+    """The requests sent at once over one event loop, as concurrent clients would."""
+    import asyncio
+
+    import httpx
+
+    async def send_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cliplab") as client:
+            return await asyncio.gather(*(client.post(path, **kwargs) for path, kwargs in requests))
+
+    return asyncio.run(send_all())
+
+
+def test_batched_answers_equal_one_at_a_time_answers(searcher):
+    """Concurrent /search, /embed and /classify requests are encoded together, and every answer is the
+    one the server gives with batching off."""
+    from cliplab.serve import Batching
+
+    texts = [f"photo number {i}" for i in range(12)] + ["a much longer query about a photo with many words in it"]
+    requests = [("/search", {"json": {"text": text, "k": 5}}) for text in texts]
+    requests += [("/embed", {"json": {"text": text}}) for text in texts[:4]]
+    requests += [
+        ("/search", {"files": {"image": ("q.png", _png(seed=s), "image/png")}, "data": {"k": "5"}}) for s in range(6)
+    ]
+    requests += [
+        ("/classify", {"files": {"image": ("q.png", _png(seed=s), "image/png")}, "data": {"labels": "a dog,a cat"}})
+        for s in range(3)
+    ]
+    batched_app = create_app(searcher, LIMITS, Batching(max_batch=32, max_wait_ms=50))
+    searcher._texts = type(searcher._texts)(searcher._texts.max_bytes)  # no text embedding from earlier tests
+    batched = _concurrently(batched_app, requests)
+    service = batched_app.state.service
+    assert max(service.texts.batches) > 1 and max(service.images.batches) > 1  # they really were batched
+    searcher._texts = type(searcher._texts)(searcher._texts.max_bytes)
+    plain = _concurrently(create_app(searcher, LIMITS, Batching(enabled=False)), requests)
+    for (path, _), one, other in zip(requests, batched, plain):
+        assert one.status_code == other.status_code == 200, (path, one.text)
+        a, b = one.json(), other.json()
+        if path == "/search":
+            assert [r["id"] for r in a["results"]] == [r["id"] for r in b["results"]]
+            np.testing.assert_allclose(
+                [r["score"] for r in a["results"]], [r["score"] for r in b["results"]], atol=1e-6
+            )
+        elif path == "/embed":
+            np.testing.assert_allclose(a["embedding"], b["embedding"], atol=1e-6)
+        else:
+            assert [x["label"] for x in a["labels"]] == [x["label"] for x in b["labels"]]
+            np.testing.assert_allclose(
+                [x["probability"] for x in a["labels"]], [x["probability"] for x in b["labels"]], atol=1e-6
+            )
+
+
+def test_one_failing_input_fails_only_its_own_request(searcher, monkeypatch):
+    from cliplab.serve import Batching
+
+    real = searcher.text_vectors
+
+    def poisoned(texts):
+        if "poison" in texts:
+            raise RuntimeError("this input breaks the tower")
+        return real(texts)
+
+    monkeypatch.setattr(searcher, "text_vectors", poisoned)
+    app = create_app(searcher, LIMITS, Batching(max_batch=32, max_wait_ms=50))
+    texts = ["photo number 1", "poison", "photo number 2", "photo number 5"]
+    answers = _concurrently(app, [("/search", {"json": {"text": text, "k": 3}}) for text in texts])
+    assert [a.status_code for a in answers] == [200, 500, 200, 200]
+    assert max(app.state.service.texts.batches) == 4  # tried together first, then each alone

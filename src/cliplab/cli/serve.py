@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..serve.batching import Batching
 from ..serve.limits import Limits
 from . import options
 
@@ -65,6 +66,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=default.max_prompts,
         help=f"most labels x templates in /classify (default: {default.max_prompts:,})",
     )
+    batched = parser.add_argument_group("batching (concurrent requests encoded together)")
+    batching = Batching()
+    batched.add_argument("--no-batching", action="store_true", help="encode each request on its own (for comparison)")
+    batched.add_argument(
+        "--max-batch",
+        type=int,
+        default=batching.max_batch,
+        help=f"most texts or images encoded together (default: {batching.max_batch})",
+    )
+    batched.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=batching.max_wait_ms,
+        help=f"how long a request waits for others to join its batch (default: {batching.max_wait_ms:g} ms)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -74,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     require("fastapi", "serve", "cliplab serve")
     uvicorn = require("uvicorn", "serve", "cliplab serve")
     from ..search import Searcher
-    from ..serve import Limits, create_app
+    from ..serve import create_app
 
+    batching = Batching(not args.no_batching, args.max_batch, args.batch_wait_ms)
     searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device)
     limits = Limits(
         max_body_bytes=int(args.max_upload_mb * 2**20),
@@ -87,5 +104,5 @@ def run(args: argparse.Namespace) -> int:
         max_prompts=args.max_prompts,
     )
     print(f"{len(searcher.collection):,} items from {args.folder}; open http://{args.host}:{args.port}/")
-    uvicorn.run(create_app(searcher, limits), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(searcher, limits, batching), host=args.host, port=args.port, log_level="info")
     return 0

@@ -45,7 +45,7 @@ class Searcher:
         if index is None:  # no saved index yet: an exact one in memory
             index, index_kind, _ = build_index(collection.image_vectors, "flat")
         self.index, self.index_kind = index, index_kind
-        self.text_vector = LRUCache(TEXT_CACHE_BYTES).memoize(self._text_vector)  # repeated queries cost nothing
+        self._texts = LRUCache(TEXT_CACHE_BYTES)  # embeddings of recent text queries: repeats cost nothing
         self.prompt_cache = PromptCache()  # so do repeated zero-shot labels
 
     @classmethod
@@ -60,13 +60,27 @@ class Searcher:
     def dim(self) -> int:
         return self.collection.dim
 
-    def _text_vector(self, text: str) -> np.ndarray:
-        return embed_texts(self.model, [text]).numpy()[0]
+    def text_vector(self, text: str) -> np.ndarray:
+        return self.text_vectors([text])[0]
 
-    @torch.no_grad()
+    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) normalised embeddings, the new ones in one batch through the text tower."""
+        known = {text: self._texts.get(text) for text in texts}
+        new = [text for text, vector in known.items() if vector is None]
+        if new:
+            for text, vector in zip(new, embed_texts(self.model, new, batch_size=len(new)).numpy()):
+                known[text] = vector
+                self._texts.put(text, vector)
+        return np.stack([known[text] for text in texts])
+
     def image_vector(self, image: Image.Image) -> np.ndarray:
-        pixels = self.transform(image).unsqueeze(0).to(model_device(self.model))
-        return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()[0]
+        return self.image_vectors([image])[0]
+
+    @torch.inference_mode()
+    def image_vectors(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(len(images), dim) normalised embeddings, in one batch through the image tower."""
+        pixels = torch.stack([self.transform(image) for image in images]).to(model_device(self.model))
+        return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()
 
     def search(
         self, vector: np.ndarray, k: int = 10, fold_duplicates: bool = False, threshold: float = DUPLICATE_THRESHOLD
@@ -80,11 +94,17 @@ class Searcher:
             self.index, self.index_kind, self.collection.image_vectors, vector, k, fold_duplicates, threshold
         )
 
-    @torch.no_grad()
     def classify(self, image: Image.Image, labels: Sequence[str], templates: Sequence[str]) -> list[tuple[str, float]]:
         """Zero-shot probabilities of `labels` for the image (prompt ensembling over `templates`), best first."""
+        return self.classify_vector(self.image_vector(image), labels, templates)
+
+    @torch.no_grad()
+    def classify_vector(
+        self, vector: np.ndarray, labels: Sequence[str], templates: Sequence[str]
+    ) -> list[tuple[str, float]]:
+        """`classify` of an image already embedded."""
         weights = build_classifier(self.model, list(labels), list(templates), cache=self.prompt_cache).cpu()
-        features = torch.from_numpy(self.image_vector(image))[None, :]
+        features = torch.from_numpy(np.asarray(vector, dtype=np.float32))[None, :]
         scores = probabilities(self.model, features, weights)[0].tolist()
         return sorted(zip(labels, scores), key=lambda pair: -pair[1])
 

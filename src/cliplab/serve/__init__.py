@@ -1,19 +1,20 @@
 """The search service (`cliplab serve`): needs the `serve` extra, pip install 'cliplab[serve]'.
 
-`create_app` is imported when first used, so `Limits` can be read (by `cliplab serve --help`) without
-the web framework or PyTorch.
+`create_app` is imported when first used, so `Limits` and `Batching` can be read (by `cliplab serve --help`)
+without the web framework or PyTorch.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .batching import Batching
 from .limits import Limits
 
 if TYPE_CHECKING:
     from .app import create_app
 
-__all__ = ["Limits", "create_app"]
+__all__ = ["Batching", "Limits", "create_app"]
 
 
 def __getattr__(name: str):

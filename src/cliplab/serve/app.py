@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..search import Searcher
+from .batching import Batching
 from .limits import BodyLimit, Limits
 from .routes import router
 from .service import Service
@@ -21,13 +22,13 @@ from .service import Service
 log = logging.getLogger("cliplab.serve")
 
 
-def create_app(searcher: Searcher, limits: Limits = Limits()) -> FastAPI:
+def create_app(searcher: Searcher, limits: Limits = Limits(), batching: Batching = Batching()) -> FastAPI:
     app = FastAPI(
         title="cliplab search",
         version="1",
         description="Search a collection by text, by example image or by embedding; zero-shot classify an image.",
     )
-    app.state.service = service = Service(searcher, limits)
+    app.state.service = service = Service(searcher, limits, batching)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(InternalErrors)
     app.include_router(router)

@@ -40,19 +40,19 @@ async def search(request: Request) -> SearchResults:
     models = service.models
     query, image = await service.query(request, models.search, models.search_form)
     if image is not None:
-        vector = await run_in_threadpool(service.locked, service.searcher.image_vector, image)
+        vector = await service.image_vector(image)
         return await run_in_threadpool(service.results, "image", vector, query.k, query.fold_duplicates)
     if (query.text is None) == (query.embedding is None):
         raise HTTPException(422, "give exactly one of 'text' and 'embedding'")
     if query.text is not None:
-        vector = await run_in_threadpool(service.locked, service.searcher.text_vector, query.text)
+        vector = await service.text_vector(query.text)
         return await run_in_threadpool(service.results, "text", vector, query.k, query.fold_duplicates)
     vector = np.asarray(query.embedding)
     return await run_in_threadpool(service.results, "embedding", vector, query.k, query.fold_duplicates)
 
 
 @router.post("/classify", response_model=Classification, responses={413: {}, 415: {}})
-def classify(
+async def classify(
     request: Request,
     image: Annotated[UploadFile, File(description="the image to classify")],
     labels: Annotated[str, Form(description="candidate labels, comma- or newline-separated")],
@@ -79,8 +79,11 @@ def classify(
         check_templates(chosen, "templates")
     except ConfigError as err:
         raise HTTPException(422, str(err)) from None
-    picture = service.read_upload(image.file.read(limits.max_body_bytes + 1))
-    probabilities = service.locked(service.searcher.classify, picture, tuple(names), tuple(chosen), release=True)
+    picture = await run_in_threadpool(service.read_upload, await image.read(limits.max_body_bytes + 1))
+    vector = await service.image_vector(picture)
+    probabilities = await run_in_threadpool(
+        service.locked, service.searcher.classify_vector, vector, tuple(names), tuple(chosen), release=True
+    )
     return Classification(labels=[LabelProbability(label=n, probability=p) for n, p in probabilities])
 
 
@@ -94,10 +97,7 @@ async def embed(request: Request) -> Embedding:
     """The model's normalised embedding of a text (JSON) or an image (multipart `image`)."""
     service = _service(request)
     query, image = await service.query(request, service.models.embed, service.models.embed_form)
-    if image is not None:
-        vector = await run_in_threadpool(service.locked, service.searcher.image_vector, image)
-    else:
-        vector = await run_in_threadpool(service.locked, service.searcher.text_vector, query.text)
+    vector = await (service.image_vector(image) if image is not None else service.text_vector(query.text))
     return Embedding(embedding=[float(v) for v in vector], dim=service.dim)
 
 

@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from PIL import Image
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,7 @@ from ..caches import LRUCache, release_free_memory
 from ..data import BadSample, decode_image
 from ..errors import QueryError
 from ..search import Searcher
+from .batching import Batcher, Batching
 from .limits import Limits
 from .schemas import RequestModels, Result, SearchResults, request_models
 
@@ -27,12 +29,26 @@ THUMBNAIL_CACHE_BYTES = 32 * 2**20  # JPEG thumbnails of recent hits
 
 
 class Service:
-    def __init__(self, searcher: Searcher, limits: Limits):
-        self.searcher, self.limits = searcher, limits
+    def __init__(self, searcher: Searcher, limits: Limits, batching: Batching = Batching()):
+        self.searcher, self.limits, self.batching = searcher, limits, batching
         self.dim, self.rows = searcher.dim, len(searcher.collection)
         self.models: RequestModels = request_models(limits, self.dim)
         self._compute = threading.Lock()  # one model call at a time: on a CPU, parallel calls only fight for cores
         self.thumbnail = LRUCache(THUMBNAIL_CACHE_BYTES).memoize(self._thumbnail)
+        # looked up at each call, so a test can swap the searcher's methods
+        self.texts = Batcher(lambda texts: self.searcher.text_vectors(texts), self.locked, batching)
+        self.images = Batcher(lambda images: self.searcher.image_vectors(images), self.locked, batching)
+
+    async def text_vector(self, text: str) -> np.ndarray:
+        """A text's embedding: batched with concurrent requests', or on its own with batching off."""
+        if self.batching.enabled:
+            return await self.texts(text)
+        return await run_in_threadpool(self.locked, self.searcher.text_vector, text)
+
+    async def image_vector(self, image: Image.Image) -> np.ndarray:
+        if self.batching.enabled:
+            return await self.images(image)
+        return await run_in_threadpool(self.locked, self.searcher.image_vector, image)
 
     def locked(self, function, *args, release: bool = False):
         """`function(*args)`, one model call at a time; with `release`, then the memory it freed is handed
