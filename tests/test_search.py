@@ -4,6 +4,8 @@ search, an interrupted embed resumes to the same files, and a second model is re
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from cliplab.data import open_source
 from cliplab.data.synthetic import SyntheticWorld
 from cliplab.errors import ModelMismatch
 from cliplab.search import Collection, Searcher, build_index, embed_collection, index_collection
+from cliplab.search.index import load_index
 from cliplab.search.searcher import nearest
 
 from .conftest import natural_image
@@ -234,3 +237,63 @@ def test_the_command_line_embed_index_search(tmp_path, photos, checkpoint, capsy
     assert lines[0]["key"] == "photo07.jpg" and len(lines) == 2
     assert main(["search", str(tmp_path / "emb")]) == 2  # neither text nor image
     assert main(["search", str(tmp_path / "nowhere"), "x"]) == 2
+
+
+def _vector_collection(folder: Path, rows: int, dim: int, shard_rows: int) -> np.ndarray:
+    """A collection as `cliplab embed` leaves it (manifest, float16 shards), of clustered unit vectors."""
+    from cliplab.search.collection import FORMAT, MANIFEST, shard_name
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(200, dim))
+    vectors = centres[rng.integers(0, 200, rows)] + 0.5 * rng.normal(size=(rows, dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    (folder / "img_emb").mkdir(parents=True)
+    shards = range(0, rows, shard_rows)
+    for n, start in enumerate(shards):
+        np.save(folder / "img_emb" / f"img_emb_{shard_name(n)}.npy", vectors[start : start + shard_rows])
+    manifest = {"format": FORMAT, "complete": True, "rows": rows, "dim": dim, "shards": len(shards), "captions": False}
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "model": {"fingerprint": "f" * 32, "checkpoint": "m"}}))
+    return vectors.astype(np.float32)
+
+
+def test_an_index_larger_than_its_memory_budget_as_float32_is_built_shard_by_shard(tmp_path):
+    """200,000 x 128 vectors are 102 MB as float32; the ivfpq build reads the shards a chunk at a time and
+    stays within --max-memory 80M (peak RSS measured in a fresh process), and finds the true neighbours."""
+    vectors = _vector_collection(tmp_path / "emb", 200_000, 128, 50_000)
+    script = f"""
+import json
+from cliplab.search import Collection
+from cliplab.search.index import index_collection
+
+def status(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1]) * 1024
+
+collection = Collection.open({str(tmp_path / "emb")!r})
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from here: what imports used does not count
+before = status("VmRSS")
+info = index_collection(collection, "ivfpq", max_memory=80 * 2**20)
+print(json.dumps({{"grew": status("VmHWM") - before, "rows": info.rows}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["rows"] == 200_000
+    assert measured["grew"] < 80 * 2**20, measured  # the float32 vectors alone would be 102 MB
+    index, info = load_index(Collection.open(tmp_path / "emb"))
+    queries = vectors[::2_000][:100]
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    reranked = [[h.id for h in nearest(index, info.kind, vectors, q, k=10)] for q in queries]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, reranked)])
+    assert recall > 0.9, recall
+
+
+def test_an_index_that_cannot_fit_its_memory_budget_is_refused_before_any_work(tmp_path, capsys):
+    _vector_collection(tmp_path / "emb", 20_000, 64, 10_000)
+    assert main(["index", str(tmp_path / "emb"), "--kind", "flat", "--max-memory", "2M"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "a flat index of 20,000 x 64 vectors needs about 5 MB to build, more than the 2 MB allowed" in error
+    assert "ivfpq compresses vectors" in error and not (tmp_path / "emb" / "index").exists()
+    with pytest.raises(SystemExit):  # argparse: usage and one line, exit status 2
+        main(["index", str(tmp_path / "emb"), "--max-memory", "lots"])
+    assert "'lots' is not a size such as 512M or 4G" in capsys.readouterr().err

@@ -11,6 +11,11 @@ Embeddings are L2-normalised, so inner product is cosine similarity. Three kinds
 
 The index records how many rows and which embedding run it was built from, so a stale index (the
 collection re-embedded since) is refused instead of returning wrong items.
+
+A collection is indexed without loading it: its float16 shards are memory-mapped, the quantiser is
+trained on a sample, and vectors are added a chunk at a time, so the build's memory is the index itself
+plus a bounded chunk (`max_memory` says how much may be used, and an index that cannot fit is refused
+before any work).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -63,15 +69,90 @@ def default_params(kind: str, rows: int, dim: int) -> dict:
     return {}
 
 
-def build_index(vectors: np.ndarray, kind: str = "auto", params: dict | None = None, seed: int = 0):
-    """(a FAISS index over `vectors` (n, dim) float32, the parameters used)."""
+class ShardedVectors:
+    """A collection's image embeddings as its float16 `.npy` shards, read a chunk at a time with plain reads
+    (not memory-mapped: mapped pages would count against the build's memory as they are touched)."""
+
+    def __init__(self, collection: Collection):
+        self.shards = []  # (path, offset of the data, rows, dtype)
+        for path in collection._files("img_emb"):
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0
+                if version != (1, 0):
+                    read_header = np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                if fortran or dtype.hasobject or len(shape) != 2 or shape[1] != collection.dim:
+                    raise SourceError(f"{path}: not a ({collection.dim}-wide) row-major embedding array")
+                self.shards.append((path, f.tell(), shape[0], dtype))
+        self.shape = (sum(rows for _, _, rows, _ in self.shards), collection.dim)
+        if self.shape[0] != len(collection):
+            raise SourceError(
+                f"{collection.folder}: {self.shape[0]} img_emb rows but the manifest says {len(collection)}"
+            )
+
+    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+        dim = self.shape[1]
+        for path, offset, count, dtype in self.shards:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                for start in range(0, count, rows):
+                    part = np.fromfile(f, dtype=dtype, count=min(rows, count - start) * dim)
+                    yield part.reshape(-1, dim).astype(np.float32)
+
+    def take(self, indices: np.ndarray, rows: int = 65_536) -> np.ndarray:
+        """float32 rows at sorted global `indices`, gathered in one pass over the shards."""
+        out, start = [], 0
+        for part in self.chunks(rows):
+            lo, hi = np.searchsorted(indices, [start, start + len(part)])
+            out.append(part[indices[lo:hi] - start])
+            start += len(part)
+        return np.concatenate(out)
+
+
+class _InMemory:
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.shape = self.vectors.shape
+
+    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+        yield self.vectors  # already in memory: one add
+
+    def take(self, indices: np.ndarray, rows: int = 0) -> np.ndarray:
+        return self.vectors[indices]
+
+
+def index_bytes(kind: str, params: dict, rows: int, dim: int) -> int:
+    """About how much memory building the index takes, besides the chunk being added."""
+    if kind == "flat":
+        return rows * dim * 4
+    if kind == "hnsw":
+        return rows * (dim * 4 + params["hnsw_m"] * 2 * 4 + 16)
+    # codes and ids, the cells' centroids, and the training sample with k-means' copy and its residuals
+    return rows * (params["m"] + 8) + params["nlist"] * dim * 4 + 3 * min(rows, params["train_size"]) * dim * 4
+
+
+def build_index(vectors, kind: str = "auto", params: dict | None = None, seed: int = 0, max_memory: int | None = None):
+    """(a FAISS index over `vectors`, the kind, the parameters used). `vectors` is an (n, dim) array or a
+    `ShardedVectors`; `max_memory` bounds the bytes the build may use (a `ConfigError` if it cannot fit)."""
     faiss = _faiss()
+    vectors = vectors if isinstance(vectors, ShardedVectors) else _InMemory(vectors)
     rows, dim = vectors.shape
     kind = choose_kind(rows) if kind == "auto" else kind
     if kind not in KINDS:
         raise ConfigError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)} or auto")
     params = default_params(kind, rows, dim) | dict(params or {})
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    chunk = 65_536
+    if max_memory is not None:
+        needed = index_bytes(kind, params, rows, dim)
+        free = max_memory - needed
+        chunk = free // (dim * 4 * 2)  # a float16 chunk read and its float32 copy
+        if chunk < 1_024:
+            raise ConfigError(
+                f"a {kind} index of {rows:,} x {dim} vectors needs about {_mb(needed)} to build, more than "
+                f"the {_mb(max_memory)} allowed" + ("; ivfpq compresses vectors" if kind != "ivfpq" else "")
+            )
+        chunk = min(chunk, 262_144)
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
@@ -86,10 +167,16 @@ def build_index(vectors: np.ndarray, kind: str = "auto", params: dict | None = N
         index = faiss.IndexIVFPQ(quantizer, dim, params["nlist"], params["m"], 8, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(seed).choice(rows, size=min(rows, params["train_size"]), replace=False)
         index.cp.seed = seed
-        index.train(vectors[np.sort(sample)])
-    index.add(vectors)
+        index.train(vectors.take(np.sort(sample), chunk))
+        del sample
+    for part in vectors.chunks(chunk):
+        index.add(part)
     set_search_params(index, kind, params)
     return index, kind, params
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:,.0f} MB"
 
 
 def set_search_params(index, kind: str, params: dict) -> None:
@@ -99,10 +186,13 @@ def set_search_params(index, kind: str, params: dict) -> None:
         index.nprobe = int(params["nprobe"])
 
 
-def index_collection(collection: Collection, kind: str = "auto", params: dict | None = None) -> IndexInfo:
+def index_collection(
+    collection: Collection, kind: str = "auto", params: dict | None = None, max_memory: int | None = None
+) -> IndexInfo:
+    """Build and save an index over the collection's image embeddings, read shard by shard (see above)."""
     faiss = _faiss()
     started = time.perf_counter()
-    index, kind, params = build_index(collection.image_vectors, kind, params)
+    index, kind, params = build_index(ShardedVectors(collection), kind, params, max_memory=max_memory)
     info = IndexInfo(
         kind,
         index.ntotal,

@@ -67,7 +67,7 @@ class Batcher:
                     break
                 try:
                     batch.append(await asyncio.wait_for(queue.get(), left))
-                except TimeoutError:
+                except asyncio.TimeoutError:  # (TimeoutError itself from Python 3.11)
                     break
             batch = [(item, future) for item, future in batch if not future.done()]  # clients that left
             if batch:
