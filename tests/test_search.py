@@ -290,10 +290,26 @@ print(json.dumps({{"grew": status("VmHWM") - before, "rows": info.rows}}))
 
 def test_an_index_that_cannot_fit_its_memory_budget_is_refused_before_any_work(tmp_path, capsys):
     _vector_collection(tmp_path / "emb", 20_000, 64, 10_000)
-    assert main(["index", str(tmp_path / "emb"), "--kind", "flat", "--max-memory", "2M"]) == 2
+    assert main(["index", str(tmp_path / "emb"), "--kind", "flat", "--max-memory", "1M"]) == 2
     error = capsys.readouterr().err.strip()
-    assert "a flat index of 20,000 x 64 vectors needs about 5 MB to build, more than the 2 MB allowed" in error
+    assert "a flat index of 20,000 x 64 vectors needs about 2 MB to build, more than the 1 MB allowed" in error
     assert "ivfpq compresses vectors" in error and not (tmp_path / "emb" / "index").exists()
     with pytest.raises(SystemExit):  # argparse: usage and one line, exit status 2
         main(["index", str(tmp_path / "emb"), "--max-memory", "lots"])
     assert "'lots' is not a size such as 512M or 4G" in capsys.readouterr().err
+
+
+def test_the_exact_index_keeps_float16_and_answers_as_brute_force_over_the_stored_vectors(tmp_path):
+    """A collection's embeddings are float16: the flat index keeps them so (2 bytes a value, half of float32)
+    and its ids and scores are those of brute force over the stored vectors."""
+    vectors = _vector_collection(tmp_path / "emb", 5_000, 64, 2_000)
+    info = index_collection(Collection.open(tmp_path / "emb"), "flat")
+    index, _ = load_index(Collection.open(tmp_path / "emb"))
+    assert info.kind == "flat" and index.code_size == 64 * 2 and index.ntotal == 5_000
+    queries = vectors[:50] + 0.01
+    scores, ids = index.search(queries, 10)
+    exact = queries @ vectors.T
+    assert (ids == np.argsort(-exact, axis=1, kind="stable")[:, :10]).mean() > 0.99  # ties may swap
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, axis=1), atol=1e-5)
+    float32 = build_index(vectors + np.float32(1e-4), "flat")[0]  # values float16 cannot hold: kept in float32
+    assert float32.code_size == 64 * 4
