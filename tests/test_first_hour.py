@@ -104,16 +104,7 @@ def test_the_lit_example_runs_each_locked_tower_once(tmp_path):
 
     table = write_caption_table(tmp_path, 4)
     config = load_config(ROOT / "examples" / "lit-flickr8k.yaml", [f"data={table}", "split=null", "val_split=null"])
-    plan = cache_plan(
-        config.lock_image,
-        config.lock_image_unlocked,
-        config.lock_text,
-        config.lock_text_unlocked,
-        config.augment,
-        config.patch_dropout,
-        config.cache_features,
-        open_source(str(table)),
-    )
+    plan = cache_plan(config, open_source(str(table)))
     assert plan == (["image", "text"], [])
 
 

@@ -53,22 +53,15 @@ class OnnxExport:
     text_difference: float | None
 
 
-class _ImageTower(nn.Module):
-    def __init__(self, model: CLIP) -> None:
+class _Tower(nn.Module):
+    """One tower of the model as a module of its own: `encode_image` or `encode_text`, for the exporter."""
+
+    def __init__(self, model: CLIP, encode: str) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.encode = model, encode
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixel_values)
-
-
-class _TextTower(nn.Module):
-    def __init__(self, model: CLIP) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(input_ids)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.encode)(inputs)
 
 
 def save_onnx(model: CLIP, folder: str | os.PathLike, check: bool = True) -> OnnxExport:
@@ -93,10 +86,16 @@ def save_onnx(model: CLIP, folder: str | os.PathLike, check: bool = True) -> Onn
         batch = torch.export.Dim("batch", min=1, max=65536)
         size = model.image_size
         _export(
-            _ImageTower(model), "pixel_values", torch.randn(2, 3, size, size), "image_embeds", scratch, batch, large
+            _Tower(model, "encode_image"),
+            "pixel_values",
+            torch.randn(2, 3, size, size),
+            "image_embeds",
+            scratch,
+            batch,
+            large,
         )
         ids = model.tokenizer(["a photo of a cat.", "a diagram"])
-        _export(_TextTower(model), "input_ids", ids, "text_embeds", scratch, batch, large)
+        _export(_Tower(model, "encode_text"), "input_ids", ids, "text_embeds", scratch, batch, large)
         write_json(scratch / ONNX_CONFIG, onnx_config(model), indent=2)
         written = tuple(sorted(path.name for path in scratch.iterdir()))
         for name in written:
@@ -137,7 +136,7 @@ def _export(
             dynamo=True,
             input_names=[input_name],
             output_names=[output_name],
-            dynamic_shapes={input_name: {0: batch}},
+            dynamic_shapes={"inputs": {0: batch}},
             optimize=True,
             verbose=False,
         )

@@ -36,6 +36,7 @@ from ..encode import embed_images, embed_texts
 from ..files import cache_dir, save_safetensors
 from ..models import CLIP, Model
 from ..towers import TowersCLIP
+from .config import TrainConfig
 
 CACHE_VERSION = "1"  # bump when what is stored or how it is computed changes
 CHUNK_ROWS = 1024  # rows per file: the most a killed run loses
@@ -232,31 +233,22 @@ class CachedCaptionDataset(CaptionDataset):
         return self._pixels(entry, rng), text
 
 
-def cache_plan(
-    lock_image: bool,
-    lock_image_unlocked: int,
-    lock_text: bool,
-    lock_text_unlocked: int,
-    augment: bool,
-    patch_dropout: float,
-    enabled: bool,
-    source: Source,
-) -> tuple[list[str], list[str]]:
+def cache_plan(config: TrainConfig, source: Source) -> tuple[list[str], list[str]]:
     """(the towers whose outputs can be cached, why each fully locked other one cannot)."""
     towers, reasons = [], []
-    if lock_image and lock_image_unlocked == 0:
-        if not enabled:
+    if config.lock_image and config.lock_image_unlocked == 0:
+        if not config.cache_features:
             reasons.append("image features not cached (cache_features=false)")
         elif source.shards is not None:
             reasons.append("image features not cached: shards are streamed, not indexed")
-        elif augment and source.allows_crops:
+        elif config.augment and source.allows_crops:
             reasons.append("image features not cached: augmentation is on (augment=false caches them, as LiT trains)")
-        elif patch_dropout:
+        elif config.patch_dropout:
             reasons.append("image features not cached: patch_dropout changes them at every visit")
         else:
             towers.append("image")
-    if lock_text and lock_text_unlocked == 0:
-        if not enabled:
+    if config.lock_text and config.lock_text_unlocked == 0:
+        if not config.cache_features:
             reasons.append("text features not cached (cache_features=false)")
         elif source.shards is not None:
             reasons.append("text features not cached: shards are streamed, not indexed")

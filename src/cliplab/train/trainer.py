@@ -149,16 +149,7 @@ class Trainer:
             **columns,
         )
         self.transform = model_transform(model, train=source.allows_crops and config.augment)
-        towers, self.cache_notes = cache_plan(
-            config.lock_image,
-            config.lock_image_unlocked,
-            config.lock_text,
-            config.lock_text_unlocked,
-            config.augment,
-            config.patch_dropout,
-            config.cache_features,
-            source,
-        )
+        towers, self.cache_notes = cache_plan(config, source)
         self.cached = self._cache(towers, source, self.transform)
         dataset = None
         if self.cached:
