@@ -21,6 +21,7 @@ LAYERS = (
     {"checkpoints", "data"},  # reading weights; every input form as items
     {"towers", "encode", "pretrained", "export"},  # other towers; encoding any model; weights by name; ONNX
     {"loading", "zeroshot"},
+    {"distributed"},  # processes torchrun launched: placement, barriers, gathers
     {"evaluate", "search"},
     {"train", "serve"},
     {"demo"},

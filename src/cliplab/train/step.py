@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import all_mean, average_gradients
 from ..errors import ConfigError
 from ..loss import ClipLoss, SigLipLoss, grad_cache_backward
 from ..models import Model, add_logit_bias
 from ..models.vision_transformer import VisionTransformer
-from .distributed import all_mean, average_gradients
 from .features import tower_parts
 
 

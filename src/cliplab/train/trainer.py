@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .. import distributed
 from ..checkpoints import save_checkpoint
 from ..data import StreamState, TrainingData, open_source
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
@@ -29,7 +30,6 @@ from ..loading import architecture
 from ..models import Model
 from ..transforms import model_transform
 from . import checkpoint as ckpt
-from . import distributed
 from .config import TrainConfig, save_config
 from .features import CachedCaptionDataset, CachedTower, cache_plan, cache_tower, plain_captions
 from .initial import initial_model

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ..loading import resolve_device
+from .loading import resolve_device
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,12 @@ class Placement:
         return self.rank == 0
 
 
-def setup(preference: str = "auto") -> Placement:
+def setup(preference: str = "auto", timeout: timedelta | None = None) -> Placement:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, ...), if any.
 
     Multi-node runs need nothing more: torchrun's rendezvous sets the same variables on every node.
+    `timeout`: how long a barrier or collective may wait for the slowest process (PyTorch's default: 30
+    minutes for gloo, 10 for NCCL).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -36,10 +39,18 @@ def setup(preference: str = "auto") -> Placement:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://", **({"timeout": timeout} if timeout else {}))
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
     return Placement(rank, world, local_rank, device)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, the number of processes): (0, 1) outside a process group."""
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def teardown() -> None:
