@@ -1,22 +1,29 @@
-"""Query latency of cliplab's indexes over a million vectors, and the approximate index's recall.
+"""Indexes over a million vectors: what `cliplab index --recall 0.95` chooses, and every kind side by side.
 
-One query at a time, as a search service sees them: p50 / p99 latency of the exact index (FAISS
-inner product over every vector) and of the approximate one (IVF-PQ, as `cliplab index` builds it
-above 100,000 items), and recall@10 of the approximate results against the exact ones, before and
-after cliplab's exact re-scoring of 10 x k candidates (what `Searcher.search` returns).
+For each data set, a collection is written as `cliplab embed` writes one (float16 shards, a manifest),
+then:
 
-Random unit vectors are the hardest case for any approximate index (no clusters to exploit: every
-vector is nearly as far from a query as every other); clustered vectors, closer to real embeddings,
-are measured beside them.
+1. exact search, single queries: FAISS float32 inner product (cliplab's index before it kept float16)
+   and the float16 index cliplab builds now, alternated query by query;
+2. `index_collection(..., recall=0.95)`: the tuning output (recall measured on the collection's own
+   vectors), then the chosen index measured on queries from outside the collection, loaded into memory
+   and memory-mapped;
+3. a table of every kind at several `nprobe` / `ef_search`: recall@10 of what a search returns
+   (re-scoring included) against exact search, p50 / p99 of single queries, bytes per vector, build time.
 
-    python benchmarks/bench_search.py                 # 1,000,000 x 512, 1,000 queries (a few minutes)
-    python benchmarks/bench_search.py --rows 100000   # quicker
+Clustered vectors (1,000 centres, the default) are closer to real embeddings; uniformly random unit
+vectors (`--data random`) are the hardest case for any approximate index.
+
+    python benchmarks/bench_search.py                             # 1,000,000 x 512 clustered (~15 min)
+    python benchmarks/bench_search.py --rows 100000 --kinds ivfsq8 # quicker
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,9 +31,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from cliplab.search.index import build_index, default_params  # noqa: E402
-from cliplab.search.searcher import nearest  # noqa: E402
+import faiss  # noqa: E402
+
+from cliplab.search import Collection  # noqa: E402
+from cliplab.search.collection import FORMAT, MANIFEST, shard_name  # noqa: E402
+from cliplab.search.index import (  # noqa: E402  # noqa: E402
+    ShardedVectors,
+    build_index,
+    bytes_per_vector,
+    index_collection,
+    load_index,
+    nearest,
+    set_search_params,
+)
 from common import machine  # noqa: E402
+
+SWEEPS = {  # kind, build parameters, the search setting and its values
+    "ivfpq": [({"m": 64}, "nprobe", (1, 4, 16, 64)), ({"m": 128}, "nprobe", (1, 4, 16, 64))],
+    "ivfsq8": [({}, "nprobe", (1, 4, 16, 64))],
+    "ivfflat": [({}, "nprobe", (1, 4, 16, 64))],
+    "hnsw": [({}, "ef_search", (16, 64, 256))],
+}
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -46,35 +71,53 @@ def make_vectors(kind: str, rows: int, dim: int, rng: np.random.Generator) -> tu
     return vectors, centres
 
 
-def latencies(search, queries: np.ndarray) -> np.ndarray:
-    out = []
+def write_collection(folder: Path, vectors: np.ndarray, shard: int = 100_000) -> None:
+    """A collection as `cliplab embed` leaves it: float16 shards and a manifest."""
+    (folder / "img_emb").mkdir(parents=True)
+    shards = range(0, len(vectors), shard)
+    for n, start in enumerate(shards):
+        np.save(folder / "img_emb" / f"img_emb_{shard_name(n)}.npy", vectors[start : start + shard].astype(np.float16))
+    manifest = {"format": FORMAT, "complete": True, "rows": len(vectors), "dim": vectors.shape[1]}
+    manifest |= {"shards": len(shards), "captions": False, "model": {"fingerprint": "0" * 32, "checkpoint": "-"}}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def timed(search, queries: np.ndarray) -> tuple[np.ndarray, list]:
+    out, found = [], []
     for query in queries:
         began = time.perf_counter()
-        search(query)
+        found.append(search(query))
         out.append(time.perf_counter() - began)
-    return np.array(out) * 1000
+    return np.array(out) * 1000, found
 
 
-def recall_at_10(truth: np.ndarray, found: list[list[int]]) -> float:
-    return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)]))
+def recall_at_10(truth: np.ndarray, found: list) -> float:
+    return float(np.mean([len(set(t) & {h.id for h in f}) / 10 for t, f in zip(truth, found)]))
+
+
+def row(label: str, ms: np.ndarray, recall: float | None = None, extra: str = "") -> str:
+    got = f"recall@10 {recall:.3f}   " if recall is not None else ""
+    return f"  {label:<40} {got}p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms   {extra}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--exact-queries", type=int, default=200, help="single queries timed on the exact index")
-    parser.add_argument("--data", nargs="+", default=["random", "clustered"])
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--queries", type=int, default=1000, help="out-of-collection queries for the table")
+    parser.add_argument("--exact-queries", type=int, default=200, help="single queries timed on the exact indexes")
+    parser.add_argument("--data", nargs="+", default=["clustered"], choices=("clustered", "random"))
+    parser.add_argument("--kinds", nargs="*", default=list(SWEEPS), choices=list(SWEEPS))
+    parser.add_argument("--recall", type=float, default=0.95)
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, faiss {faiss.__version__}")
     rng = np.random.default_rng(0)
     for data in args.data:
-        measure(data, args, rng)  # one data set at a time: its vectors are freed before the next
+        with tempfile.TemporaryDirectory() as work:
+            measure(data, args, rng, Path(work) / "emb")
 
 
-def measure(data: str, args: argparse.Namespace, rng: np.random.Generator) -> None:
+def measure(data: str, args: argparse.Namespace, rng: np.random.Generator, folder: Path) -> None:
     began = time.perf_counter()
     vectors, centres = make_vectors(data, args.rows, args.dim, rng)
     if centres is None:
@@ -82,39 +125,63 @@ def measure(data: str, args: argparse.Namespace, rng: np.random.Generator) -> No
     else:
         picks = centres[rng.integers(0, len(centres), args.queries)]
         queries = unit(picks + rng.standard_normal((args.queries, args.dim), dtype=np.float32))
+    write_collection(folder, vectors)
+    collection = Collection.open(folder)
+    stored = ShardedVectors(collection)
     print(
-        f"\n{data}: {args.rows:,} x {args.dim} unit vectors, {args.queries:,} queries "
-        f"(made in {time.perf_counter() - began:.0f} s)"
+        f"\n{data}: {args.rows:,} x {args.dim} unit vectors stored as float16, {args.queries:,} queries from outside "
+        f"the collection (made in {time.perf_counter() - began:.0f} s)"
     )
 
-    exact, _, _ = build_index(vectors, "flat")
+    print("exact search, single queries, alternated:")
+    float32 = faiss.IndexFlatIP(args.dim)
+    float32.add(vectors)
+    del vectors
+    half, _, _ = build_index(stored, "flat")
     began = time.perf_counter()
-    _, truth = exact.search(queries, 10)  # ground truth, all queries in one batch
-    print(f"  exact top-10 of all queries as one batch: {time.perf_counter() - began:.1f} s")
-    ms = latencies(lambda q: exact.search(q[None, :], 10), queries[: args.exact_queries])
-    print(
-        f"  flat (exact)       p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms"
-        f"   ({len(ms)} single queries)"
-    )
+    _, truth = half.search(queries, 10)  # ground truth over the stored values, all queries in one batch
+    print(f"  (exact top-10 of all queries as one batch: {time.perf_counter() - began:.1f} s)")
+    ms32, ms16 = [], []
+    for query in queries[: args.exact_queries]:
+        for index, ms in ((float32, ms32), (half, ms16)):
+            t = time.perf_counter()
+            index.search(query[None, :], 10)
+            ms.append((time.perf_counter() - t) * 1000)
+    del float32
+    ms32, ms16 = np.array(ms32), np.array(ms16)
+    print(row("flat float32 (before)", ms32, extra=f"{args.dim * 4} B/vector"))
+    print(row("flat float16 (cliplab's exact index)", ms16, extra=f"{args.dim * 2} B/vector"))
+    print(f"  float16 / float32 median speed-up: {np.median(ms32) / np.median(ms16):.2f}x")
+    del half
 
-    params = default_params("ivfpq", args.rows, args.dim)
-    began = time.perf_counter()
-    approximate, _, params = build_index(vectors, "ivfpq", params)
-    built = time.perf_counter() - began
+    print(f"cliplab index --recall {args.recall} (tuning on the collection's own vectors):")
+    info = index_collection(collection, recall=args.recall, progress=lambda line: print("   ", line, flush=True))
     print(
-        f"  ivfpq nlist={params['nlist']} m={params['m']} (trained on {params['train_size']:,}): built in {built:.0f} s, "
-        f"{approximate.ntotal:,} codes of {params['m']} bytes"
+        f"  chose {info.kind} {info.params} in {info.build_seconds:.0f} s: recall@10 {info.recall:.3f}, "
+        f"p99 {info.p99_ms:.2f} ms, {info.bytes_per_vector:.0f} B/vector"
     )
-    for nprobe in args.nprobe:
-        approximate.nprobe = nprobe
-        raw = [approximate.search(q[None, :], 10)[1][0].tolist() for q in queries]
-        ms = latencies(lambda q: nearest(approximate, "ivfpq", vectors, q, 10), queries)
-        reranked = [[h.id for h in nearest(approximate, "ivfpq", vectors, q, 10)] for q in queries]
-        print(
-            f"  ivfpq nprobe={nprobe:<4}  p50 {np.percentile(ms, 50):7.2f} ms   p99 {np.percentile(ms, 99):7.2f} ms"
-            f"   recall@10 {recall_at_10(truth, raw):.3f} from the index alone, "
-            f"{recall_at_10(truth, reranked):.3f} re-scored (what cliplab returns)"
-        )
+    for memory_map in (False, True):
+        index, info = load_index(collection, memory_map=memory_map)
+        ms, found = timed(lambda q, i=index, k=info.kind: nearest(i, k, stored, q, 10), queries)
+        label = f"{info.kind}, {'memory-mapped' if memory_map else 'in memory'}"
+        print(row(label, ms, recall_at_10(truth, found), "(queries from outside the collection)"))
+        del index
+
+    print("every kind, queries from outside the collection (recall of what a search returns, re-scoring included):")
+    shared: dict = {}
+    for kind in args.kinds:
+        for params, knob, values in SWEEPS[kind]:
+            began = time.perf_counter()
+            index, kind, params = build_index(stored, kind, params, shared=shared)
+            built = time.perf_counter() - began
+            size = bytes_per_vector(kind, params, args.dim)
+            for value in values:
+                set_search_params(index, kind, params | {knob: value})
+                ms, found = timed(lambda q, i=index, k=kind: nearest(i, k, stored, q, 10), queries)
+                shown = {k: v for k, v in params.items() if k in ("m", "nlist", "hnsw_m")} | {knob: value}
+                label = f"{kind} " + " ".join(f"{k}={v}" for k, v in shown.items())
+                print(row(label, ms, recall_at_10(truth, found), f"{size:5.0f} B/vector   built in {built:4.0f} s"))
+            del index
 
 
 if __name__ == "__main__":

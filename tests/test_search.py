@@ -239,13 +239,13 @@ def test_the_command_line_embed_index_search(tmp_path, photos, checkpoint, capsy
     assert main(["search", str(tmp_path / "nowhere"), "x"]) == 2
 
 
-def _vector_collection(folder: Path, rows: int, dim: int, shard_rows: int) -> np.ndarray:
+def _vector_collection(folder: Path, rows: int, dim: int, shard_rows: int, clusters: int = 200) -> np.ndarray:
     """A collection as `cliplab embed` leaves it (manifest, float16 shards), of clustered unit vectors."""
     from cliplab.search.collection import FORMAT, MANIFEST, shard_name
 
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(200, dim))
-    vectors = centres[rng.integers(0, 200, rows)] + 0.5 * rng.normal(size=(rows, dim))
+    centres = rng.normal(size=(clusters, dim))
+    vectors = centres[rng.integers(0, clusters, rows)] + 0.5 * rng.normal(size=(rows, dim))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
     (folder / "img_emb").mkdir(parents=True)
     shards = range(0, rows, shard_rows)
@@ -263,12 +263,13 @@ def test_an_index_larger_than_its_memory_budget_as_float32_is_built_shard_by_sha
     script = f"""
 import json
 from cliplab.search import Collection
-from cliplab.search.index import index_collection
+from cliplab.search import index_collection
 
 def status(field):
     return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1]) * 1024
 
 collection = Collection.open({str(tmp_path / "emb")!r})
+import faiss  # noqa: F401  (its libraries, mapped once per process, are not the build's memory)
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak (VmHWM) starts again from here: what imports used does not count
 before = status("VmRSS")
@@ -313,3 +314,59 @@ def test_the_exact_index_keeps_float16_and_answers_as_brute_force_over_the_store
     np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, axis=1), atol=1e-5)
     float32 = build_index(vectors + np.float32(1e-4), "flat")[0]  # values float16 cannot hold: kept in float32
     assert float32.code_size == 64 * 4
+
+
+def test_index_tuning_keeps_the_smallest_kind_that_reaches_the_recall_target(tmp_path, monkeypatch, capsys):
+    """Above the exact-search size the tuner builds the smallest kinds first and doubles nprobe: 4-byte product
+    quantisation codes cap the recall (two doublings gain nothing), so it moves on to a kind that reaches the
+    target. The recall it stores is what a brute force over the stored vectors gives for the same sample
+    queries; the memory-mapped index answers as the one read into memory."""
+    from cliplab.search import tune
+
+    vectors = _vector_collection(tmp_path / "emb", 20_000, 64, 8_000, clusters=20)  # 1,000 a cluster
+    monkeypatch.setattr(tune, "EXACT_UP_TO", 1_000)
+    assert main(["index", str(tmp_path / "emb"), "--m", "4", "--queries", "200"]) == 0
+    out, err = capsys.readouterr()
+    info = json.loads((tmp_path / "emb" / "index" / "image.json").read_text())
+    trials = info["trials"]
+    assert trials[0]["kind"] == "ivfpq" and trials[0]["params"]["nprobe"] == 1
+    assert [t["verdict"] for t in trials if t["kind"] == "ivfpq"][-1] in ("plateau", "recall")
+    assert trials[-1]["verdict"] == "met" and trials[-1]["kind"] == info["kind"] != "ivfpq"
+    assert info["recall"] >= 0.95 and info["target"] == {"recall": 0.95, "p99_ms": 10.0, "queries": 200, "met": True}
+    assert (
+        "plateau" in err
+        and f"{info['kind']} index over 20,000 x 64" in out
+        and f"recall@10 {info['recall']:.3f}" in out
+    )
+
+    collection = Collection.open(tmp_path / "emb")
+    own = np.sort(np.random.default_rng(0).choice(20_000, 200, replace=False))
+    in_memory, loaded = load_index(collection, memory_map=False)
+    mapped, _ = load_index(collection, memory_map=True)
+    right = []
+    for row in own:
+        exact = vectors @ vectors[row]
+        exact[row] = -np.inf
+        tenth = np.sort(exact)[-10]
+        hits = nearest(in_memory, loaded.kind, vectors, vectors[row], 11)
+        assert hits == nearest(mapped, loaded.kind, vectors, vectors[row], 11)
+        ids = [h.id for h in hits if h.id != row][:10]
+        right.append(np.sum(vectors[ids] @ vectors[row] >= tenth - 1e-5) / 10)
+    assert np.mean(right) == pytest.approx(info["recall"], abs=1e-4)
+
+
+def test_an_unreachable_target_keeps_the_closest_index_and_says_so(tmp_path, monkeypatch, capsys):
+    from cliplab.search import tune
+
+    _vector_collection(tmp_path / "emb", 5_000, 32, 5_000)
+    monkeypatch.setattr(tune, "EXACT_UP_TO", 1_000)
+    args = ["index", str(tmp_path / "emb"), "--kind", "ivfflat", "--max-latency", "0.0001", "--queries", "50"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "no index reached recall@10 0.95 within p99 0.0001 ms; kept the closest" in err
+    assert "(the target, recall@10 0.95 within 0.0001 ms, was not met)" in out
+    info = json.loads((tmp_path / "emb" / "index" / "image.json").read_text())
+    assert info["kind"] == "ivfflat" and info["target"]["met"] is False and len(info["trials"]) == 1
+    for bad in (["--recall", "1.5"], ["--max-latency", "0"], ["--queries", "0"]):
+        assert main(["index", str(tmp_path / "emb"), *bad]) == 2
+        assert capsys.readouterr().err.count("\n") == 1

@@ -79,3 +79,13 @@ def json_lines(parser: argparse.ArgumentParser) -> None:
 
 def progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def memory_map(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mmap",
+        action="store_true",
+        default=None,
+        help="search the index memory-mapped, for collections larger than memory (default: when the index "
+        "file is larger than half the memory available)",
+    )

@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser, default=None, note="default: the one that embedded the collection; it must be the same weights"
     )
     options.device(parser)
+    options.memory_map(parser)
     options.json_lines(parser)
     parser.set_defaults(run=run)
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a text query or --image FILE")
     if args.k < 1:
         raise ConfigError("-k must be at least 1")
-    searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device)
+    searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device, memory_map=args.mmap)
     if args.image:
         try:
             image = read_image(Path(args.image))

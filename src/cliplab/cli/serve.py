@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser, default=None, note="default: the one that embedded the collection; it must be the same weights"
     )
     options.device(parser)
+    options.memory_map(parser)
     bounds = parser.add_argument_group("bounds on every request (anything beyond them is answered with a 4xx)")
     default = Limits()
     bounds.add_argument(
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from ..serve import create_app
 
     batching = Batching(not args.no_batching, args.max_batch, args.batch_wait_ms)
-    searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device)
+    searcher = Searcher.open(args.folder, checkpoint=options.model_name(args), device=args.device, memory_map=args.mmap)
     limits = Limits(
         max_body_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,

@@ -3,8 +3,9 @@
 
 from .collection import Collection, CollectionItem
 from .embed import EmbedReport, embed_collection
-from .index import IndexInfo, build_index, index_collection, load_index
+from .index import IndexInfo, build_index, load_index
 from .searcher import Hit, Searcher
+from .tune import index_collection
 
 __all__ = [
     "Collection",

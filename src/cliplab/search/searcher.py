@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,25 +15,14 @@ from PIL import Image
 
 from ..caches import LRUCache
 from ..encode import embed_texts
-from ..errors import QueryError
 from ..loading import load_model
 from ..models import Model, model_device, model_fingerprint
 from ..transforms import model_transform
 from ..zeroshot import PromptCache, build_classifier, probabilities
 from .collection import Collection
-from .index import build_index, load_index
-
-DUPLICATE_THRESHOLD = 0.95  # cosine similarity from which two results count as the same picture
-RERANK_FACTOR = 10  # a compressed (ivfpq) index proposes k x this many candidates, re-scored exactly
+from .index import DUPLICATE_THRESHOLD, Hit, ShardedVectors, build_index, load_index, nearest
 
 TEXT_CACHE_BYTES = 16 * 2**20  # embeddings of recent text queries
-
-
-@dataclass
-class Hit:
-    id: int
-    score: float
-    duplicates: list[int] = field(default_factory=list)  # ids folded into this hit as near-duplicates
 
 
 class Searcher:
@@ -42,18 +30,27 @@ class Searcher:
         collection.check_model(model_fingerprint(model))
         self.collection, self.model = collection, model.eval()
         self.transform = model_transform(model)
+        self.vectors = ShardedVectors(collection)  # the stored embeddings, read row by row to re-score
         if index is None:  # no saved index yet: an exact one in memory
-            index, index_kind, _ = build_index(collection.image_vectors, "flat")
+            index, index_kind, _ = build_index(self.vectors, "flat")
         self.index, self.index_kind = index, index_kind
         self._texts = LRUCache(TEXT_CACHE_BYTES)  # embeddings of recent text queries: repeats cost nothing
         self.prompt_cache = PromptCache()  # so do repeated zero-shot labels
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu") -> Searcher:
-        """The collection in `folder` with its model: the manifest's checkpoint, or `checkpoint` if it is the same model."""
+    def open(
+        cls,
+        folder: str | os.PathLike,
+        checkpoint: str | None = None,
+        device: str = "cpu",
+        memory_map: bool | None = None,
+    ) -> Searcher:
+        """The collection in `folder` with its model: the manifest's checkpoint, or `checkpoint` if it is the
+        same model. `memory_map`: search the saved index memory-mapped (None: when it is larger than half
+        the memory available)."""
         collection = Collection.open(folder)
         model = load_model(checkpoint or collection.model["checkpoint"], device=device)
-        index, info = load_index(collection)
+        index, info = load_index(collection, memory_map)
         return cls(collection, model, index, info.kind if info else None)
 
     @property
@@ -90,9 +87,7 @@ class Searcher:
         With `fold_duplicates`, an item at least `threshold` similar to a better hit is listed under
         that hit's `duplicates` instead of taking a place of its own.
         """
-        return nearest(
-            self.index, self.index_kind, self.collection.image_vectors, vector, k, fold_duplicates, threshold
-        )
+        return nearest(self.index, self.index_kind, self.vectors, vector, k, fold_duplicates, threshold)
 
     def classify(self, image: Image.Image, labels: Sequence[str], templates: Sequence[str]) -> list[tuple[str, float]]:
         """Zero-shot probabilities of `labels` for the image (prompt ensembling over `templates`), best first."""
@@ -107,44 +102,3 @@ class Searcher:
         features = torch.from_numpy(np.asarray(vector, dtype=np.float32))[None, :]
         scores = probabilities(self.model, features, weights)[0].tolist()
         return sorted(zip(labels, scores), key=lambda pair: -pair[1])
-
-
-def nearest(
-    index,
-    kind: str | None,
-    vectors: np.ndarray,
-    vector: np.ndarray,
-    k: int,
-    fold_duplicates: bool = False,
-    threshold: float = DUPLICATE_THRESHOLD,
-) -> list[Hit]:
-    """`Searcher.search` over any FAISS index of `vectors` (rows, dim), the stored embeddings it indexes."""
-    vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: JSON numbers past float32's range
-    if vector.shape[0] != vectors.shape[1]:
-        raise QueryError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
-    if not np.isfinite(vector).all() or not vector.any():
-        raise QueryError("a query embedding must be finite and not all zeros")
-    vector = vector / np.abs(vector).max()  # scaled first, so the norm cannot overflow
-    vector = (vector / np.linalg.norm(vector)).astype(np.float32)
-    k = min(k, len(vectors))
-    fetch = min(len(vectors), k * 4 + 16) if fold_duplicates else k
-    if kind == "ivfpq":  # its scores are approximate: re-score a wider net with the stored vectors
-        fetch = min(len(vectors), max(fetch, k * RERANK_FACTOR))
-    scores, ids = index.search(vector[None, :], fetch)
-    found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-    if kind == "ivfpq":
-        exact = vectors[[i for i, _ in found]] @ vector
-        found = sorted(zip([i for i, _ in found], exact.tolist()), key=lambda pair: -pair[1])
-    if not fold_duplicates:
-        return [Hit(i, s) for i, s in found[:k]]
-    hits: list[Hit] = []
-    for i, score in found:
-        if hits:
-            similar = vectors[[h.id for h in hits]] @ vectors[i]
-            best = int(similar.argmax())
-            if similar[best] >= threshold:
-                hits[best].duplicates.append(i)
-                continue
-        if len(hits) < k:
-            hits.append(Hit(i, score))
-    return hits
