@@ -4,6 +4,7 @@ search, an interrupted embed resumes to the same files, and a second model is re
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -314,6 +315,101 @@ def test_the_exact_index_keeps_float16_and_answers_as_brute_force_over_the_store
     np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, axis=1), atol=1e-5)
     float32 = build_index(vectors + np.float32(1e-4), "flat")[0]  # values float16 cannot hold: kept in float32
     assert float32.code_size == 64 * 4
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file of a collection but the run log (timings) and temporary leftovers."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "runs.jsonl" and not p.name.endswith(".tmp")
+    }
+
+
+INTERRUPTED = """
+import os, sys, time
+from pathlib import Path
+import cliplab
+from cliplab import distributed
+from cliplab.search import embed, embed_collection
+
+place = distributed.setup("cpu")
+out = Path(sys.argv[3])
+plain = embed._embed_shard
+
+def embed_shard(out_, n, *rest):
+    if place.rank == 0:  # rank 0 is killed before finishing its first shard, once rank 1 has done one
+        while not (out / "done" / "00001.json").is_file():
+            time.sleep(0.05)
+        os._exit(1)
+    plain(out_, n, *rest)
+
+def after(n):
+    os._exit(1)  # rank 1 is killed right after its first shard
+
+embed._embed_shard = embed_shard
+embed_collection(sys.argv[1], out, cliplab.load_model(sys.argv[2]), sys.argv[2], shard_size=5, batch_size=4,
+                 workers=0, progress=False, on_shard_done=after)
+"""
+
+
+def test_torchrun_two_processes_embed_the_files_one_process_writes(tmp_path, photos, checkpoint):
+    """Two gloo processes split the shards (rank r: shards r, r + 2, ...) and leave the files one process
+    writes, byte for byte; so does a two-process run resumed after both ranks were killed, in which shard 1
+    was written before shard 0 (which holds the broken image), so its ids had to be renumbered at the end."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    common = ["embed", str(photos), "--checkpoint", str(checkpoint), "--shard-size", "5", "--batch-size", "4"]
+    common += ["--workers", "0", "--no-progress"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "cliplab", *common, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [*torchrun, "-m", "cliplab", *common, "--out", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("37 images embedded in 8 shard(s)") == 1  # rank 0 speaks for both
+    runs = [json.loads(line) for line in (tmp_path / "two" / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["rank"], r["embedded"]) for r in runs) == [(0, 19), (1, 18)]  # shards 0,2,4,6 and 1,3,5,7
+    assert _files(tmp_path / "one").keys() == _files(tmp_path / "two").keys()
+    assert [n for n, data in _files(tmp_path / "one").items() if _files(tmp_path / "two")[n] != data] == []
+
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED)
+    killed = subprocess.run(
+        [*torchrun, str(script), str(photos), str(checkpoint), str(tmp_path / "resumed")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode != 0
+    done = sorted(p.name for p in (tmp_path / "resumed" / "done").iterdir())
+    assert done == ["00001.json"]  # shard 0 unfinished: shard 1 numbered as if nothing were skipped before it
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "resumed" / "metadata" / "metadata_00001.parquet")["id"][0].as_py() == 5
+    resumed = subprocess.run(
+        [*torchrun, "-m", "cliplab", *common, "--out", str(tmp_path / "resumed")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 shard(s) were already done" in resumed.stdout
+    whole, again = _files(tmp_path / "one"), _files(tmp_path / "resumed")
+    assert whole.keys() == again.keys() and [n for n in whole if whole[n] != again[n]] == []
+    assert pq.read_table(tmp_path / "resumed" / "metadata" / "metadata_00001.parquet")["id"][0].as_py() == 4
 
 
 def test_index_tuning_keeps_the_smallest_kind_that_reaches_the_recall_target(tmp_path, monkeypatch, capsys):

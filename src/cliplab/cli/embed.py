@@ -30,38 +30,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .. import distributed
     from ..data import open_source
     from ..loading import load_model
     from ..search import embed_collection
 
-    source = open_source(args.source, split=args.split)
-    print(
-        f"{args.source}: {len(source.items):,} images ({source.kind}{', with captions' if source.has_captions else ''})"
-    )
-    for what, why in source.problems[:10]:
-        print(f"  left out: {what}: {why}")
-    if len(source.problems) > 10:
-        print(f"  ... and {len(source.problems) - 10} more left out (all listed in skipped.jsonl)")
-    model = load_model(options.model_name(args), device=args.device)
-    report = embed_collection(
-        source,
-        args.out,
-        model,
-        options.model_name(args),
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        split=args.split,
-        progress=args.progress,
-    )
+    # under torchrun: one process per GPU (or CPU share), each embedding every N-th shard; rank 0 speaks
+    place = distributed.setup(args.device, timeout=timedelta(days=7))  # ranks wait at the end for the slowest
+    say = print if place.is_main else (lambda *_: None)
+    try:
+        source = open_source(args.source, split=args.split)
+        say(
+            f"{args.source}: {len(source.items):,} images ({source.kind}"
+            f"{', with captions' if source.has_captions else ''})"
+            + (f"; shards split over {place.world} processes" if place.world > 1 else "")
+        )
+        for what, why in source.problems[:10]:
+            say(f"  left out: {what}: {why}")
+        if len(source.problems) > 10:
+            say(f"  ... and {len(source.problems) - 10} more left out (all listed in skipped.jsonl)")
+        model = load_model(options.model_name(args), device=place.device)
+        report = embed_collection(
+            source,
+            args.out,
+            model,
+            options.model_name(args),
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            split=args.split,
+            progress=args.progress,
+        )
+    finally:
+        distributed.teardown()
     resumed = f"; {report.resumed_shards} shard(s) were already done" if report.resumed_shards else ""
-    print(
+    say(
         f"{report.rows:,} images embedded in {report.shards} shard(s) in {report.out}; "
         f"{report.skipped} skipped (listed in skipped.jsonl){resumed}"
     )
     if report.embedded_now:
-        print(
-            f"throughput: {report.images_per_second:.1f} images/s ({report.embedded_now:,} in {report.seconds:.1f} s)"
+        who = "rank 0: " if place.world > 1 else ""
+        say(
+            f"throughput: {who}{report.images_per_second:.1f} images/s "
+            f"({report.embedded_now:,} in {report.seconds:.1f} s)"
         )
-    print(f"next: cliplab index {report.out}")
+    say(f"next: cliplab index {report.out}")
     return 0

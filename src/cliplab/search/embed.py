@@ -12,6 +12,12 @@ The layout follows clip-retrieval's, which its users know::
 Output shard n always holds items [n * shard_size, (n + 1) * shard_size) of the source, every file is
 written atomically, and a shard counts as finished only once its `done` file exists; so a run that
 is killed resumes with the next unfinished shard, and ends with the same files as a run that was not.
+
+Under torchrun (`torchrun --nproc_per_node=N [--nnodes ...] -m cliplab embed ...`; any process group
+works) rank r embeds shards r, r + N, r + 2N, ... into the same folder (shared by every node); rank 0
+writes the manifest first and finishes the collection once every rank is done: the files are those one
+process writes, byte for byte. A shard's item ids depend on how many items the shards before it kept,
+which a rank may not know yet; rank 0 renumbers any shard written before it could know, at the end.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import distributed
 from ..data import MAX_PIXELS, Item, Source, open_source
 from ..encode import embed_images, embed_texts
 from ..errors import ConfigError, ModelMismatch, SourceError
@@ -46,7 +53,7 @@ class EmbedReport:
     shards: int
     embedded_now: int  # images embedded by this call (not counting those skipped, nor those of finished shards)
     seconds: float
-    resumed_shards: int = 0
+    resumed_shards: int = 0  # shards already done when the run began (by any process)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -95,37 +102,47 @@ def embed_collection(
         )
     out = Path(out)
     model = model.eval()
+    rank, world = distributed.rank_and_world()
     shards = (len(source.items) + shard_size - 1) // shard_size
     manifest = _manifest(source, split, model, checkpoint, shard_size, shards)
-    _start_or_resume(out, manifest)
+    _check_earlier(out, manifest)  # every rank: the same refusal, not one rank failing and the rest waiting
+    done_before = sum(_marker(out, n).is_file() for n in range(shards))  # before any rank writes
+    distributed.barrier()
+    if rank == 0:
+        _start(out, manifest)
+    distributed.barrier()
 
-    done_before = sum((out / "done" / f"{shard_name(n)}.json").is_file() for n in range(shards))
-    embedded_now, skipped_now, rows = 0, 0, 0
-    skipped = [{"key": what, "reason": why} for what, why in source.problems]  # left out when listing
-    bar = tqdm(total=len(source.items), desc="embed", unit="image", disable=not progress, smoothing=0.1)
-    for n in range(shards):
+    mine = range(rank, shards, world)
+    embedded_now, skipped_now = 0, 0
+    total = sum(len(source.items[n * shard_size : (n + 1) * shard_size]) for n in mine)
+    bar = tqdm(total=total, desc="embed", unit="image", disable=not progress or rank != 0, smoothing=0.1)
+    first_id = _FirstIds(out, shard_size)
+    for n in mine:
         items = source.items[n * shard_size : (n + 1) * shard_size]
-        marker = out / "done" / f"{shard_name(n)}.json"
-        now = not marker.is_file()
-        if now:
-            _embed_shard(out, n, items, rows, model, source.has_captions, batch_size, workers, max_pixels, bar)
-            if on_shard_done is not None:
-                on_shard_done(n)
-        else:
+        if _marker(out, n).is_file():
             bar.update(len(items))
-        done = json.loads(marker.read_text())
-        rows += done["rows"]
-        skipped += done["skipped"]
-        if now:
-            embedded_now += done["rows"]
-            skipped_now += len(done["skipped"])
+            continue
+        _embed_shard(out, n, items, first_id(n), model, source.has_captions, batch_size, workers, max_pixels, bar)
+        if on_shard_done is not None:
+            on_shard_done(n)
+        done = json.loads(_marker(out, n).read_text())
+        embedded_now += done["rows"]
+        skipped_now += len(done["skipped"])
     bar.close()
+    distributed.barrier()  # every shard is done
 
-    atomic_write(
-        out / "skipped.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(s) + "\n" for s in skipped))
-    )
-    manifest.update(complete=True, rows=rows, skipped=len(skipped))
-    write_json(out / MANIFEST, manifest)
+    markers = [json.loads(_marker(out, n).read_text()) for n in range(shards)]
+    rows = sum(done["rows"] for done in markers)
+    skipped = [{"key": what, "reason": why} for what, why in source.problems]  # left out when listing
+    skipped += [entry for done in markers for entry in done["skipped"]]
+    if rank == 0:
+        _renumber(out, markers)
+        atomic_write(
+            out / "skipped.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(s) + "\n" for s in skipped))
+        )
+        manifest.update(complete=True, rows=rows, skipped=len(skipped))
+        write_json(out / MANIFEST, manifest)
+    distributed.barrier()  # the collection is complete for every rank
     seconds = time.perf_counter() - started
     report = EmbedReport(out, rows, len(skipped), shards, embedded_now, seconds, done_before, source.problems)
     timings = {
@@ -134,9 +151,47 @@ def embed_collection(
         "resumed_shards": done_before,
         "seconds": round(seconds, 3),
     }
+    if world > 1:
+        timings |= {"rank": rank, "world": world}
     with open(out / "runs.jsonl", "a") as log:  # the one file that differs between runs: timings
         log.write(json.dumps(timings | {"images_per_second": round(report.images_per_second, 2)}) + "\n")
     return report
+
+
+def _marker(out: Path, n: int) -> Path:
+    return out / "done" / f"{shard_name(n)}.json"
+
+
+class _FirstIds:
+    """Shard n's first item id: the rows the shards before it kept, once all of them are done (read once
+    each, as the done prefix grows); until then, its id if none of them skipped anything (`_renumber`
+    corrects it at the end)."""
+
+    def __init__(self, out: Path, shard_size: int):
+        self.out, self.shard_size = out, shard_size
+        self.done, self.rows = 0, 0  # the leading shards all done, and the rows they kept
+
+    def __call__(self, n: int) -> int:
+        while self.done < n and _marker(self.out, self.done).is_file():
+            self.rows += json.loads(_marker(self.out, self.done).read_text())["rows"]
+            self.done += 1
+        return self.rows if self.done == n else n * self.shard_size
+
+
+def _renumber(out: Path, markers: list[dict]) -> None:
+    """Rewrite the ids of any shard written before the rows of the shards ahead of it were known."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first = 0
+    for n, done in enumerate(markers):
+        path = out / "metadata" / f"metadata_{shard_name(n)}.parquet"
+        ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        if ids and ids[0] != first:
+            table = pq.read_table(path)
+            table = table.set_column(0, "id", pa.array(range(first, first + len(ids)), pa.int64()))
+            atomic_write(path, lambda tmp, table=table: pq.write_table(table, tmp))
+        first += done["rows"]
 
 
 def _manifest(source: Source, split: str | None, model: Model, checkpoint: str, shard_size: int, shards: int) -> dict:
@@ -160,7 +215,8 @@ def _manifest(source: Source, split: str | None, model: Model, checkpoint: str, 
     }
 
 
-def _start_or_resume(out: Path, manifest: dict) -> None:
+def _check_earlier(out: Path, manifest: dict) -> None:
+    """Refuse a folder that holds something else: another model's or another source's embeddings."""
     path = out / MANIFEST
     if path.is_file():
         earlier = json.loads(path.read_text())
@@ -178,9 +234,12 @@ def _start_or_resume(out: Path, manifest: dict) -> None:
             )
     elif out.exists() and any(out.iterdir()):
         raise SourceError(f"{out} is not empty and holds no cliplab embeddings; choose another --out")
+
+
+def _start(out: Path, manifest: dict) -> None:
     for folder in ("img_emb", "text_emb", "metadata", "done"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    write_json(path, manifest)
+    write_json(out / MANIFEST, manifest)
 
 
 @torch.no_grad()
