@@ -466,3 +466,6 @@ def test_an_unreachable_target_keeps_the_closest_index_and_says_so(tmp_path, mon
     for bad in (["--recall", "1.5"], ["--max-latency", "0"], ["--queries", "0"]):
         assert main(["index", str(tmp_path / "emb"), *bad]) == 2
         assert capsys.readouterr().err.count("\n") == 1
+    _vector_collection(tmp_path / "small", 100, 32, 100)
+    assert main(["index", str(tmp_path / "small"), "--kind", "ivfpq", "--nlist", "4"]) == 2
+    assert "an ivfpq index needs at least 256 rows to train its codes; this has 100" in capsys.readouterr().err

@@ -260,6 +260,8 @@ def build_index(
     else:
         if rows < params["nlist"]:
             raise ConfigError(f"an {kind} index needs at least nlist = {params['nlist']} rows; this has {rows}")
+        if kind == "ivfpq" and min(rows, params["train_size"]) < 256:  # 256 codewords per byte to train
+            raise ConfigError(f"an ivfpq index needs at least 256 rows to train its codes; this has {rows}")
         shared = {} if shared is None else shared
         picks = np.random.default_rng(seed).choice(rows, size=min(rows, params["train_size"]), replace=False)
         quantizer = faiss.IndexFlatIP(dim)
