@@ -22,7 +22,7 @@ LAYERS = (
     {"towers", "encode", "pretrained", "export"},  # other towers; encoding any model; weights by name; ONNX
     {"loading", "zeroshot"},
     {"distributed"},  # processes torchrun launched: placement, barriers, gathers
-    {"evaluate", "search"},
+    {"evaluate", "search", "dense"},
     {"train", "serve"},
     {"demo"},
     {"__init__"},  # the public API: cliplab.load, cliplab.tokenize, ...

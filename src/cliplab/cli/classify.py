@@ -13,8 +13,6 @@ import sys
 
 from . import options
 
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,23 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog='example: cliplab classify cat.jpg photos/ --labels "cat,dog,car" --checkpoint ViT-B-32.pt',
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
-    parser.add_argument(
-        "--labels", required=True, help="comma-separated class names (at least two), or @FILE with one per line"
-    )
-    parser.add_argument(
-        "--template",
-        action="append",
-        dest="templates",
-        metavar="TEXT",
-        help='a prompt with "{}" for the label; repeat for an ensemble (default: "a photo of a {}.")',
-    )
-    parser.add_argument(
-        "--templates",
-        dest="template_set",
-        metavar="FILE|SET",
-        help="a file of templates (one per line, or a JSON list) or a built-in set: imagenet1k (OpenAI's 80), "
-        "imagenet1k_7, cifar10, food101, pets, ...",
-    )
+    options.labels(parser, "comma-separated class names (at least two), or @FILE with one per line")
+    options.templates(parser)
     parser.add_argument("--top", type=int, default=5, help="labels to print per image (default: 5)")
     options.checkpoint(parser)
     options.device(parser)
@@ -51,25 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def read_list(spec: str, what: str) -> list[str]:
-    """Comma-separated items, or the lines of the file `@FILE`."""
-    from ..files import read_user_text
-
-    items = read_user_text(spec[1:], f"--{what} file").splitlines() if spec.startswith("@") else spec.split(",")
-    return [item.strip() for item in items if item.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..data import FileItem, open_source
     from ..encode import embed_images
     from ..loading import load_model
-    from ..zeroshot import build_classifier, check_labels, check_templates, get_templates, probabilities
+    from ..zeroshot import build_classifier, check_labels, probabilities
 
-    labels = read_list(args.labels, "labels")
-    templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
-    templates = check_templates(templates or list(DEFAULT_TEMPLATES), "--template")
+    labels = options.read_list(args.labels, "labels")
+    templates = options.read_templates(args)
     items = []
     for name in args.images:  # a folder stands for its images; anything else is read as an image file
         items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]

@@ -89,3 +89,40 @@ def memory_map(parser: argparse.ArgumentParser) -> None:
         help="search the index memory-mapped, for collections larger than memory (default: when the index "
         "file is larger than half the memory available)",
     )
+
+
+def labels(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--labels", required=True, help=help)
+
+
+def templates(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--template",
+        action="append",
+        dest="templates",
+        metavar="TEXT",
+        help='a prompt with "{}" for the label; repeat for an ensemble (default: "a photo of a {}.")',
+    )
+    parser.add_argument(
+        "--templates",
+        dest="template_set",
+        metavar="FILE|SET",
+        help="a file of templates (one per line, or a JSON list) or a built-in set: imagenet1k (OpenAI's 80), "
+        "imagenet1k_7, cifar10, food101, pets, ...",
+    )
+
+
+def read_list(spec: str, what: str) -> list[str]:
+    """Comma-separated items, or the lines of the file `@FILE`."""
+    from ..files import read_user_text
+
+    items = read_user_text(spec[1:], f"--{what} file").splitlines() if spec.startswith("@") else spec.split(",")
+    return [item.strip() for item in items if item.strip()]
+
+
+def read_templates(args: argparse.Namespace) -> list[str]:
+    """The --template prompts, then the --templates set's; the default when neither is given."""
+    from ..zeroshot import DEFAULT_TEMPLATES, check_templates, get_templates
+
+    given = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
+    return check_templates(given or list(DEFAULT_TEMPLATES), "--template")

@@ -15,12 +15,10 @@ import torch
 from ..data import Source
 from ..errors import SourceError
 from ..models import Model
-from ..zeroshot import build_classifier, check_templates, probabilities
+from ..zeroshot import DEFAULT_TEMPLATES, build_classifier, check_templates, probabilities
 from .classification import ClassificationReport, classification_report
 from .features import FeatureOptions, ImageFeatures, image_features
 from .results import TaskResult, classification_metrics, skipped_list
-
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
 @dataclass

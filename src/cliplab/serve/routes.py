@@ -12,11 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from ..errors import ConfigError
-from ..zeroshot import check_labels, check_templates
+from ..zeroshot import DEFAULT_TEMPLATES, check_labels, check_templates
 from .schemas import Classification, Embedding, Health, ItemOut, LabelProbability, SearchResults, request_body
 from .service import Service
 
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
 router = APIRouter()
 
 

@@ -62,6 +62,7 @@ def get_templates(name_or_path: str | os.PathLike) -> list[str]:
     return check_templates(templates, str(path))
 
 
+DEFAULT_TEMPLATES = ("a photo of a {}.",)  # the paper's prompt, when none is given
 MAX_TEMPLATE_CHARS = 1_000  # a prompt is at most this plus a label: the text tower reads 77 tokens anyway
 
 
@@ -100,15 +101,16 @@ def fill(template: str, name: str) -> str:
     return template.format(c=name) if _placeholder(template) == "c" else template.format(name)
 
 
-def check_labels(labels: list[str], model=None, source: str = "labels") -> list[str]:
-    """Zero-shot labels: distinct, and at least two unless `model` scores each label on its own (a model
-    trained with the sigmoid loss): a softmax over one label says 1.0 whatever the image."""
+def check_labels(labels: list[str], model=None, source: str = "labels", alone: bool = False) -> list[str]:
+    """Zero-shot labels: distinct, and at least two unless each label is scored on its own (`alone`, as
+    similarity maps do, or a `model` trained with the sigmoid loss): a softmax over one label says 1.0
+    whatever the image."""
     if not labels:
         raise ConfigError(f"{source}: no labels given")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"{source}: {repeated[0]!r} is given more than once")
-    if len(labels) < 2 and getattr(model, "logit_bias", None) is None:
+    if len(labels) < 2 and not alone and getattr(model, "logit_bias", None) is None:
         raise ConfigError(
             f"{source}: zero-shot classification chooses among labels, so it needs at least two "
             f"(with only {labels[0]!r} every image would score 1.0)"

@@ -1,0 +1,102 @@
+"""`cliplab locate IMAGE... --labels "red star,blue heart"`: where in each image each label is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "locate",
+        help="show where in each image each label is (similarity maps and a segmentation)",
+        description="Training-free dense zero-shot maps from any CLIP: the last block's rule (ClearCLIP by "
+        "default, or SCLIP, MaskCLIP) gives every patch an embedding in the text's space. Writes, per image, "
+        "NAME.maps.png (one panel per label, with its peak score), NAME.segmentation.png (pixel values are "
+        "label indices) and NAME.json.",
+        epilog='example: cliplab locate street.jpg --labels "car,bicycle,person" --checkpoint ViT-B-16 --out located/',
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+    options.labels(parser, "comma-separated things to look for, or @FILE with one per line")
+    options.templates(parser)
+    parser.add_argument(
+        "--method", default="clearclip", choices=("clearclip", "sclip", "maskclip"), help="the last-block rule"
+    )
+    parser.add_argument(
+        "--background",
+        default="",
+        help='comma-separated prompts pooled into a "background" label for the segmentation (e.g. "sky,ground,wall")',
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="pixels whose best score is below this are background in the segmentation"
+    )
+    options.out(parser, "the pictures and JSON", default="locate")
+    options.checkpoint(parser)
+    options.device(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import BadSample, FileItem, open_source
+    from ..dense import render, segment, similarity_maps
+    from ..files import write_json
+    from ..loading import load_model
+
+    labels = options.read_list(args.labels, "labels")
+    templates = options.read_templates(args)
+    background = options.read_list(args.background, "background") if args.background else []
+    items = []
+    for name in args.images:  # a folder stands for its images
+        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+    model = load_model(options.model_name(args), device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    done, failed = 0, 0
+    for item in items:
+        try:
+            image = item.open_image()
+        except BadSample as err:
+            print(f"{item.path}: skipped: {err.reason}", file=sys.stderr)
+            failed += 1
+            continue
+        maps = similarity_maps(model, image, labels, templates, args.method, background)
+        seg = segment(maps, args.threshold)
+        stem = _unique(Path(item.path).stem, used)
+        render.map_panels(image, maps).save(out / f"{stem}.maps.png")
+        render.segmentation_image(seg, maps.labels).save(out / f"{stem}.segmentation.png")
+        found = []
+        for i, label in enumerate(maps.labels):
+            peak, (x, y) = maps.peak(i)
+            found.append({"label": label, "peak": round(peak, 5), "peak_xy": [x, y], "area": float((seg == i).mean())})
+        record = {
+            "image": item.path,
+            "size": [image.width, image.height],
+            "method": maps.method,
+            "grid": list(maps.grid),
+            "labels": found,
+            "legend": render.legend(maps.labels),
+            "maps": f"{stem}.maps.png",
+            "segmentation": f"{stem}.segmentation.png",
+        }
+        write_json(out / f"{stem}.json", record)
+        best = max(found[: len(labels)], key=lambda f: f["peak"])
+        print(f"{item.path}: {best['label']} peaks at {tuple(best['peak_xy'])} ({best['peak']:.3f}) -> {out / stem}.*")
+        done += 1
+    if failed:
+        print(f"{failed} of {len(items)} images could not be read", file=sys.stderr)
+    print(f"{done} image(s) located in {out}/")
+    return 1 if not done else 0
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    """The stem, or stem-2, stem-3, ... if an earlier image had it."""
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return name

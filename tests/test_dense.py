@@ -1,0 +1,114 @@
+"""Local embeddings follow the tower exactly but for the documented last-block rule; maps, segmentation
+and regions have the shapes and meanings they claim."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cliplab
+from cliplab.dense import METHODS, local_embeddings, regions, segment, similarity_maps
+from cliplab.dense.local import _heads, _merge, resnet_values, vit_tokens
+from cliplab.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["ViT-B/32", "ViT-B/16"])
+def test_the_vit_dense_path_with_the_towers_own_attention_gives_back_encode_image(name):
+    """The dense code runs every block but the last as the tower does, and the last under a rule; with the
+    tower's own attention (softmax(q k^T), residual, feed-forward) its class token is `encode_image`."""
+    torch.manual_seed(0)
+    model = cliplab.create_model(name).eval()
+    pixels = torch.randn(2, 3, model.image_size, model.image_size)
+    with torch.no_grad():
+        tower = vit_tokens(model.visual, pixels, "tower")
+        expected = model.encode_image(pixels)
+        grid = model.image_size // model.visual.patch_size
+        assert tower.shape == (2, 1 + grid * grid, model.embed_dim)
+        torch.testing.assert_close(tower[:, 0], expected, atol=1e-5, rtol=1e-5)
+        for method in METHODS:  # the documented change alters the patches, never their number or space
+            local = local_embeddings(model, pixels, method)
+            assert local.shape == (2, grid, grid, model.embed_dim)
+            torch.testing.assert_close(local.norm(dim=-1), torch.ones(2, grid, grid))
+        maskclip = vit_tokens(model.visual, pixels, "maskclip")
+        assert not torch.allclose(maskclip[:, 1:], tower[:, 1:], atol=1e-3)
+
+
+def test_the_resnet_attention_pool_over_the_local_values_is_encode_image():
+    """RN50's image embedding is its attention pool's c_proj over a softmax(q_mean k^T)-weighted mean of
+    v_proj at every position: the same values whose c_proj, position by position, are MaskCLIP's local
+    embeddings."""
+    torch.manual_seed(0)
+    model = cliplab.create_model("RN50").eval()
+    pool = model.visual.attnpool
+    pixels = torch.randn(2, 3, model.image_size, model.image_size)
+    with torch.no_grad():
+        tokens, grid = resnet_values(model.visual, pixels)
+        assert grid == (7, 7) and tokens.shape[1] == 50
+        v = _heads(pool.v_proj(tokens), pool.heads)
+        q, k = _heads(pool.q_proj(tokens[:, :1]), pool.heads), _heads(pool.k_proj(tokens), pool.heads)
+        weights = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)  # N H 1 L
+        pooled = pool.c_proj(_merge(weights @ v))[:, 0]
+        torch.testing.assert_close(pooled, model.encode_image(pixels), atol=1e-4, rtol=1e-4)
+        local = local_embeddings(model, pixels, "maskclip")
+        expected = torch.nn.functional.normalize(pool.c_proj(_merge(v))[:, 1:], dim=-1).reshape(2, 7, 7, -1)
+        torch.testing.assert_close(local, expected)
+
+
+def test_maps_segmentation_and_regions():
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@32px").eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    maps = similarity_maps(model, image, ["red star", "blue heart"], background=["sky", "ground"])
+    assert maps.labels == ["red star", "blue heart", "background"] and maps.scores.shape == (3, 40, 60)
+    assert maps.grid == (4, 4) and np.abs(maps.scores).max() <= 1 + 1e-5
+    score, (x, y) = maps.peak(0)
+    assert score == pytest.approx(maps.scores[0, y, x])
+    labels = segment(maps)
+    assert labels.shape == (40, 60) and set(np.unique(labels)) <= {0, 1, 2}
+    cut = segment(maps, threshold=2.0)  # nothing reaches it: all background
+    assert (cut == 2).all()
+    mask = np.zeros((6, 8), bool)
+    mask[1:3, 1:4] = True
+    mask[4:6, 6] = True
+    mask[5, 7] = True
+    assert regions(mask) == [(1, 1, 4, 3), (6, 4, 8, 6)]
+    with pytest.raises(ConfigError, match="unknown dense method"):
+        similarity_maps(model, image, ["a"], method="gradcam")
+
+
+def test_the_locate_command_writes_maps_a_segmentation_and_json(tmp_path, capsys):
+    from cliplab.cli import main
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.safetensors"
+    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), checkpoint)
+    for i, name in enumerate(["a/scene.png", "b/scene.png"]):  # the same name twice: kept apart
+        (tmp_path / name).parent.mkdir()
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    images = [str(tmp_path / "a/scene.png"), str(tmp_path / "b/scene.png"), str(tmp_path / "broken.jpg")]
+    args = ["locate", *images, "--labels", "red star,blue heart", "--checkpoint", str(checkpoint)]
+    assert main([*args, "--background", "sky,ground", "--out", str(tmp_path / "out"), "--method", "sclip"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 image(s) located" in out and "broken.jpg: skipped" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"scene{s}.{kind}" for s in ("", "-2") for kind in ("json", "maps.png", "segmentation.png")
+    )
+    record = json.loads((tmp_path / "out" / "scene.json").read_text())
+    assert record["method"] == "sclip" and [f["label"] for f in record["labels"]] == [
+        "red star",
+        "blue heart",
+        "background",
+    ]
+    with Image.open(tmp_path / "out" / "scene.segmentation.png") as seg:
+        indices = np.asarray(seg)
+    assert seg.size == (50, 30) and indices.max() <= 2
+    for i, found in enumerate(record["labels"]):
+        assert found["area"] == pytest.approx((indices == i).mean())
+    with Image.open(tmp_path / "out" / "scene.maps.png") as sheet:
+        assert sheet.width == 3 * 320  # one panel per label
+    assert main(["locate", images[2], "--labels", "x", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 1
