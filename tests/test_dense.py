@@ -112,3 +112,74 @@ def test_the_locate_command_writes_maps_a_segmentation_and_json(tmp_path, capsys
     with Image.open(tmp_path / "out" / "scene.maps.png") as sheet:
         assert sheet.width == 3 * 320  # one panel per label
     assert main(["locate", images[2], "--labels", "x", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 1
+
+
+def test_the_synthetic_worlds_masks_and_boxes_are_where_it_paints_its_things():
+    from cliplab.data.synthetic import COLOURS, SyntheticWorld
+
+    world = SyntheticWorld()
+    for index in range(6):
+        scene = world.scene(index, objects=2 if index % 2 else 1)
+        image = np.asarray(world.render(scene, 64), dtype=float)
+        masks, boxes = world.masks(scene, 64), world.boxes(scene, 64)
+        assert masks.shape == (len(scene.things), 64, 64) and not (masks.sum(axis=0) > 1).any()
+        for thing, mask, (x0, y0, x1, y1) in zip(scene.things, masks, boxes):
+            inside = image[mask].mean(axis=0)  # the painted colour, up to edges' blending
+            colour = np.minimum(255, np.array(COLOURS[thing.colour]) * thing.brightness)
+            assert np.abs(inside - colour).max() < 40, (thing, inside, colour)
+            rows, cols = np.nonzero(mask)
+            assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+
+
+def test_dense_segmentation_scores_maps_against_the_masks(monkeypatch):
+    """With maps that are the masks themselves the pointing game and mean IoU are 1; the whole-image
+    baseline's IoU is what painting every pixel with one class gives, computed here by hand."""
+    from cliplab.data import open_source
+    from cliplab.dense import DenseMaps
+    from cliplab.evaluate import dense
+    from cliplab.evaluate.dense import dense_segmentation
+
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@32px").eval()
+    source = open_source("synthetic:heldout", count=8, image_size=32)
+    items = iter(list(source.items))
+
+    def oracle(model, image, labels, templates, method, background, cache=None):
+        item = next(items)
+        masks = item.world.masks(item.scene, item.size)
+        scores = np.zeros((len(labels) + 1, 32, 32), np.float32)
+        scores[-1] = 0.5  # background everywhere but the things
+        for thing, mask in zip(item.scene.things, masks):
+            scores[labels.index(f"{thing.colour} {thing.shape}")][mask] = 1.0
+        return DenseMaps(list(labels) + ["background"], scores, (4, 4), method)
+
+    monkeypatch.setattr(dense, "similarity_maps", oracle)
+    result = dense_segmentation(model, source, method="sclip")
+    assert result.pointing == 1.0 and result.miou == pytest.approx(1.0) and result.scenes == 8
+    assert set(result.class_iou) <= set(source.classes) | {"background"} and result.class_iou["background"] == 1.0
+    assert 0 <= result.baseline_miou < 0.5  # one class painted everywhere: background is never right
+    assert result.metrics() == {
+        "pointing_game": 1.0,
+        "mean_iou": result.miou,
+        "baseline_mean_iou": result.baseline_miou,
+    }
+
+
+def test_eval_segmentation_from_the_command_line(tmp_path, capsys):
+    from cliplab.cli import main
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.safetensors"
+    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), checkpoint)
+    args = ["eval", "synthetic:heldout", "--task", "segmentation", "--method", "maskclip", "--checkpoint"]
+    assert main([*args, str(checkpoint), "--out", str(tmp_path / "results"), "--no-progress"]) == 0
+    assert "synthetic-heldout (600 scenes), maskclip: pointing game" in capsys.readouterr().out
+    [path] = (tmp_path / "results").iterdir()
+    record = json.loads(path.read_text())
+    assert record["task"] == "segmentation-maskclip" and set(record["metrics"]) == {
+        "pointing_game",
+        "mean_iou",
+        "baseline_mean_iou",
+    }
+    assert main(["eval", "sklearn:digits", "--task", "segmentation", "--checkpoint", str(checkpoint)]) == 2
+    assert "needs scenes that know their masks" in capsys.readouterr().err

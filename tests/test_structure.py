@@ -21,8 +21,8 @@ LAYERS = (
     {"checkpoints", "data"},  # reading weights; every input form as items
     {"towers", "encode", "pretrained", "export"},  # other towers; encoding any model; weights by name; ONNX
     {"loading", "zeroshot"},
-    {"distributed"},  # processes torchrun launched: placement, barriers, gathers
-    {"evaluate", "search", "dense"},
+    {"distributed", "dense"},  # processes torchrun launched; where in the picture (maps, segmentation)
+    {"evaluate", "search"},
     {"train", "serve"},
     {"demo"},
     {"__init__"},  # the public API: cliplab.load, cliplab.tokenize, ...

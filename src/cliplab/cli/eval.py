@@ -30,7 +30,16 @@ from typing import Any
 
 from . import options
 
-TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe", "few_shot", "robustness", "overlap")
+TASKS = (
+    "auto",
+    "zeroshot_classification",
+    "zeroshot_retrieval",
+    "linear_probe",
+    "few_shot",
+    "robustness",
+    "overlap",
+    "segmentation",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,15 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--task", choices=TASKS, default="auto", help="default: classification for labels, retrieval for captions"
     )
+    options.templates(parser)
     parser.add_argument(
-        "--templates",
-        dest="template_set",
-        default=None,
-        metavar="FILE|SET",
-        help="prompt templates: a built-in set (imagenet1k = OpenAI's 80, imagenet1k_7, cifar10, ...) or a "
-        'file; default "a photo of a {}."',
+        "--method",
+        default="all",
+        choices=("all", "clearclip", "sclip", "maskclip"),
+        help="segmentation: the last-block rule of the maps (default: all three, side by side)",
     )
-    parser.add_argument("--template", action="append", dest="templates", metavar="TEXT", help="a template; repeatable")
     parser.add_argument(
         "--classnames",
         help="class names in label order: a built-in set (imagenet1k, mnist, ...), a file (one per line), "
@@ -120,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import SHIFTS, FeatureOptions
     from ..loading import architecture, model_from
     from ..pretrained import locate
-    from ..zeroshot import check_templates, get_templates
 
     classnames = _classnames(args.classnames)
     source = open_source(args.dataset, split=args.split, classes=classnames)
@@ -138,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
         shifts = [
             s if s in SHIFTS else open_source(s, split=args.split, classes=classnames) for s in args.shift or SHIFTS
         ]
-    templates = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
-    templates = check_templates(templates or ["a photo of a {}."], "--template")
+    templates = options.read_templates(args)
 
     located = locate(options.model_name(args))
     model = model_from(located, device=args.device)
@@ -155,8 +160,19 @@ def run(args: argparse.Namespace) -> int:
     )
     weights = located.weights
     out = Path(args.out)
+    methods = ("clearclip", "sclip", "maskclip") if args.method == "all" else (args.method,)
     run = EvalRun(
-        model, architecture(model), weights, source, train, templates, shifts, feature_options, args.threshold, out
+        model,
+        architecture(model),
+        weights,
+        source,
+        train,
+        templates,
+        shifts,
+        feature_options,
+        args.threshold,
+        out,
+        methods,
     )
     return REPORTS[task](run)
 
@@ -175,6 +191,7 @@ class EvalRun:
     options: Any  # cliplab.evaluate.FeatureOptions
     threshold: float  # overlap
     out: Path
+    methods: tuple[str, ...] = ()  # segmentation: the last-block rules
 
     @property
     def title(self) -> str:
@@ -295,7 +312,21 @@ def _overlap(run: EvalRun) -> int:
     return 0
 
 
+def _segmentation(run: EvalRun) -> int:
+    from ..evaluate import dense_segmentation
+
+    for method in run.methods:
+        result = dense_segmentation(run.model, run.source, run.templates, method, progress=run.options.progress)
+        path = run.write(result)
+        print(
+            f"{result.dataset} ({result.scenes} scenes), {method}: pointing game {result.pointing:.1%}, mean IoU "
+            f"{result.miou:.3f} (whole image painted with the top zero-shot label: {result.baseline_miou:.3f}); {path}"
+        )
+    return 0
+
+
 REPORTS = {
+    "segmentation": _segmentation,
     "zeroshot_classification": _classification,
     "zeroshot_retrieval": _retrieval,
     "linear_probe": _linear_probe,

@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import SourceError
@@ -191,13 +192,40 @@ class SyntheticWorld:
         image = _background(scene.background, scene.pattern, side).copy()
         draw = ImageDraw.Draw(image)
         for thing in scene.things:
-            cx, cy = POSITIONS[thing.position]
-            x, y = (cx + thing.offset[0]) * side, (cy + thing.offset[1]) * side
             colour = tuple(min(255, round(c * thing.brightness)) for c in COLOURS[thing.colour])
-            points = _outline(thing.shape, thing.angle)
-            radius = SIZES[thing.size] * thing.scale * side
-            draw.polygon([(x + px * radius, y + py * radius) for px, py in points], fill=colour)
+            draw.polygon(_polygon(thing, side), fill=colour)
         return image.resize((size, size), Image.Resampling.LANCZOS)
+
+    def masks(self, scene: Scene, size: int = 64) -> np.ndarray:
+        """(things, size, size) booleans: the pixels where each thing shows (a later thing covers an
+        earlier one, as `render` paints them); a pixel belongs to a thing when most of it is covered."""
+        scale = 4
+        side = size * scale
+        label = Image.new("L", (side, side), 0)
+        draw = ImageDraw.Draw(label)
+        for i, thing in enumerate(scene.things):
+            draw.polygon(_polygon(thing, side), fill=i + 1)
+        cells = np.asarray(label).reshape(size, scale, size, scale)
+        share = np.stack([(cells == i + 1).mean(axis=(1, 3)) for i in range(len(scene.things))])
+        return share > 0.5
+
+    def boxes(self, scene: Scene, size: int = 64) -> list[tuple[int, int, int, int]]:
+        """(x0, y0, x1, y1), exclusive ends, of each thing's visible pixels (an empty box for a hidden one)."""
+        out = []
+        for mask in self.masks(scene, size):
+            rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+            out.append(
+                (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if len(rows) else (0, 0, 0, 0)
+            )
+        return out
+
+
+def _polygon(thing: Thing, side: int) -> list[tuple[float, float]]:
+    """The thing's outline in pixels of a `side`-wide image."""
+    cx, cy = POSITIONS[thing.position]
+    x, y = (cx + thing.offset[0]) * side, (cy + thing.offset[1]) * side
+    radius = SIZES[thing.size] * thing.scale * side
+    return [(x + px * radius, y + py * radius) for px, py in _outline(thing.shape, thing.angle)]
 
 
 @functools.lru_cache(maxsize=64)

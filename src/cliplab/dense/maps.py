@@ -18,7 +18,7 @@ from PIL import Image
 from ..errors import ConfigError
 from ..models import CLIP, model_device
 from ..transforms import OPENAI_MEAN, OPENAI_STD, image_transform
-from ..zeroshot import DEFAULT_TEMPLATES, build_classifier, check_labels
+from ..zeroshot import DEFAULT_TEMPLATES, PromptCache, build_classifier, check_labels
 from .local import DEFAULT_METHOD, METHODS, local_embeddings
 
 BACKGROUND = "background"
@@ -54,14 +54,15 @@ def similarity_maps(
     templates: Sequence[str] = DEFAULT_TEMPLATES,
     method: str = DEFAULT_METHOD,
     background: Sequence[str] = (),
+    cache: PromptCache | None = None,
 ) -> DenseMaps:
     """One map per label (and per `background` prompt set member, pooled into one "background" map by
-    its maximum) at the image's resolution."""
+    its maximum) at the image's resolution. `cache` keeps the prompts' embeddings for the next image."""
     if method not in METHODS:
         raise ConfigError(f"unknown dense method {method!r}; choose one of {', '.join(METHODS)}")
     labels = check_labels(list(labels), model, alone=True)  # cosine maps: one label is a heatmap
     names = labels + list(background)
-    weights = build_classifier(model, names, list(templates)).float().cpu()  # E x labels
+    weights = build_classifier(model, names, list(templates), cache=cache).float().cpu()  # E x labels
     pixels = dense_pixels(model, image).to(model_device(model))
     local = local_embeddings(model, pixels, method)[0].cpu()  # h w E
     grid = tuple(local.shape[:2])
