@@ -183,3 +183,38 @@ def test_eval_segmentation_from_the_command_line(tmp_path, capsys):
     }
     assert main(["eval", "sklearn:digits", "--task", "segmentation", "--checkpoint", str(checkpoint)]) == 2
     assert "needs scenes that know their masks" in capsys.readouterr().err
+
+
+def test_boxes_average_precision_and_the_detect_command(tmp_path, capsys):
+    from cliplab.cli import main
+    from cliplab.dense.detect import Box, detect, iou, nms
+    from cliplab.evaluate.dense import average_precision
+
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 2, 2), (3, 3, 4, 4)) == 0.0
+    kept = nms([Box("a", 0.9, (0, 0, 10, 10)), Box("a", 0.8, (1, 0, 11, 10)), Box("b", 0.7, (1, 0, 11, 10))])
+    assert [(b.label, b.score) for b in kept] == [("a", 0.9), ("b", 0.7)]  # the same place, another label stays
+    assert average_precision([(0.9, True), (0.8, True)], 2) == 1.0
+    assert average_precision([(0.9, False), (0.8, True)], 1) == pytest.approx(0.5)  # found second: precision 1/2
+    assert average_precision([(0.9, True), (0.5, False)], 2) == pytest.approx(0.5)  # half the things never found
+    assert average_precision([], 3) == 0.0
+
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@32px").eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    boxes = detect(model, image, ["red star", "blue heart"], min_score=0.0, max_boxes=5)
+    assert 0 < len(boxes) <= 5 and [b.score for b in boxes] == sorted((b.score for b in boxes), reverse=True)
+    for b in boxes:
+        x0, y0, x1, y1 = b.box
+        assert b.label in ("red star", "blue heart") and 0 <= x0 < x1 <= 60 and 0 <= y0 < y1 <= 40
+        assert b.coco() == [x0, y0, x1 - x0, y1 - y0]
+
+    checkpoint = tmp_path / "tiny.safetensors"
+    cliplab.save_checkpoint(model, checkpoint)
+    image.save(tmp_path / "scene.png")
+    args = ["detect", str(tmp_path / "scene.png"), "--labels", "red star,blue heart", "--checkpoint", str(checkpoint)]
+    assert main([*args, "--out", str(tmp_path / "out"), "--min-score", "0"]) == 0
+    record = json.loads((tmp_path / "out" / "scene.json").read_text())
+    assert [c["name"] for c in record["categories"]] == ["red star", "blue heart"] and record["annotations"]
+    assert (tmp_path / "out" / "scene.boxes.png").is_file() and "1 image(s) searched" in capsys.readouterr().out
+    assert main([*args, "--max-boxes", "0"]) == 2

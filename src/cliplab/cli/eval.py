@@ -39,6 +39,7 @@ TASKS = (
     "robustness",
     "overlap",
     "segmentation",
+    "detection",
 )
 
 
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--method",
         default="all",
         choices=("all", "clearclip", "sclip", "maskclip"),
-        help="segmentation: the last-block rule of the maps (default: all three, side by side)",
+        help="segmentation, detection: the last-block rule of the maps (default: all three, side by side)",
     )
     parser.add_argument(
         "--classnames",
@@ -325,8 +326,24 @@ def _segmentation(run: EvalRun) -> int:
     return 0
 
 
+def _detection(run: EvalRun) -> int:
+    from ..evaluate import dense_detection
+
+    for objects in (1, 2):
+        for method in run.methods:
+            result = dense_detection(
+                run.model, run.source, run.templates, method, objects, progress=run.options.progress
+            )
+            path = run.write(result)
+            print(
+                f"{result.dataset} ({result.scenes} scenes of {objects} things), {method}: box AP@0.5 {result.ap50:.3f}; {path}"
+            )
+    return 0
+
+
 REPORTS = {
     "segmentation": _segmentation,
+    "detection": _detection,
     "zeroshot_classification": _classification,
     "zeroshot_retrieval": _retrieval,
     "linear_probe": _linear_probe,

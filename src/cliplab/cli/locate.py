@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         maps = similarity_maps(model, image, labels, templates, args.method, background)
         seg = segment(maps, args.threshold)
-        stem = _unique(Path(item.path).stem, used)
+        stem = unique_stem(Path(item.path).stem, used)
         render.map_panels(image, maps).save(out / f"{stem}.maps.png")
         render.segmentation_image(seg, maps.labels).save(out / f"{stem}.segmentation.png")
         found = []
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if not done else 0
 
 
-def _unique(stem: str, used: set[str]) -> str:
+def unique_stem(stem: str, used: set[str]) -> str:
     """The stem, or stem-2, stem-3, ... if an earlier image had it."""
     name, n = stem, 1
     while name in used:

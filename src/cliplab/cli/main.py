@@ -11,10 +11,25 @@ import os
 import sys
 
 from ..errors import CliplabError
-from . import classify, convert, demo, embed, index, info, locate, models, search, serve, shards, train
+from . import classify, convert, demo, detect, embed, index, info, locate, models, search, serve, shards, train
 from . import eval as eval_command
 
-COMMANDS = (demo, models, info, convert, classify, locate, eval_command, train, shards, embed, index, search, serve)
+COMMANDS = (
+    demo,
+    models,
+    info,
+    convert,
+    classify,
+    locate,
+    detect,
+    eval_command,
+    train,
+    shards,
+    embed,
+    index,
+    search,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,13 +7,13 @@
     result.report.top1, result.write("results/", model="my-model")
 
 Tasks: `zero_shot_classification`, `zero_shot_retrieval`, `linear_probe`, `few_shot`, `robustness`,
-`overlap`, `dense_segmentation`. Accuracies and recalls are fractions everywhere (percent only on screen). Beneath them,
+`overlap`, `dense_segmentation`, `dense_detection`. Accuracies and recalls are fractions everywhere (percent only on screen). Beneath them,
 metrics of scores and features: `classification_report`, `retrieval_metrics`, `fit_linear_probe`,
 `fit_few_shot`, `find_overlap`.
 """
 
 from .classification import ClassificationReport, classification_report
-from .dense import Segmentation, dense_segmentation
+from .dense import Detection, Segmentation, dense_detection, dense_segmentation
 from .features import FeatureOptions, ImageFeatures, image_features
 from .few_shot import FewShot, few_shot, fit_few_shot
 from .linear_probe import LinearProbe, ProbeFit, fit_linear_probe, linear_probe, stratified_split
@@ -35,7 +35,9 @@ TASKS = {
 }
 
 __all__ = [
+    "Detection",
     "Segmentation",
+    "dense_detection",
     "dense_segmentation",
     "DEFAULT_TEMPLATES",
     "SHIFTS",

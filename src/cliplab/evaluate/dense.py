@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import Source
-from ..data.synthetic import BACKGROUNDS, SceneItem
+from ..data.synthetic import BACKGROUNDS, SPLITS, SceneItem
 from ..dense import BACKGROUND, DEFAULT_METHOD, segment, similarity_maps
 from ..dense.maps import dense_pixels
 from ..errors import SourceError
@@ -124,3 +124,87 @@ def dense_segmentation(
         float(base_iou[present].mean()),
         {names[c]: round(float(iou[c]), 4) for c in range(len(names)) if present[c]},
     )
+
+
+@dataclass
+class Detection(TaskResult):
+    task = "detection"
+    dataset: str
+    method: str
+    scenes: int
+    objects: int  # things a scene
+    ap50: float  # mean over the classes present of VOC's all-point average precision at IoU 0.5
+    class_ap: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        return {"ap50": self.ap50}
+
+    def details(self) -> dict:
+        return {"method": self.method, "scenes": self.scenes, "objects": self.objects, "class_ap": self.class_ap}
+
+    def write(self, out, model: str, pretrained: str | None = None):
+        from .results import write_result
+
+        task = f"{self.task}-{self.objects}-{self.method}"
+        return write_result(out, self.dataset, model, task, self.metrics(), pretrained, **self.details())
+
+
+def average_precision(detections: list[tuple[float, bool]], positives: int) -> float:
+    """VOC's all-point AP: the area under the precision envelope of (score, true positive) detections."""
+    if positives == 0:
+        return 0.0
+    ordered = sorted(detections, key=lambda d: -d[0])
+    hits = np.cumsum([tp for _, tp in ordered]) if ordered else np.zeros(0)
+    recall = np.concatenate([[0.0], hits / positives, [1.0]])
+    precision = (
+        np.concatenate([[1.0], hits / np.arange(1, len(ordered) + 1), [0.0]]) if ordered else np.array([1.0, 0.0])
+    )
+    if not ordered:
+        recall = np.array([0.0, 1.0])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
+
+
+@torch.no_grad()
+def dense_detection(
+    model: Model,
+    source: Source,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    method: str = DEFAULT_METHOD,
+    objects: int = 1,
+    progress: bool = False,
+) -> Detection:
+    """Box AP@0.5 of `detect` over the source's scenes, redrawn with `objects` things each (same seed)."""
+    from ..dense.detect import detect, iou
+
+    items = scene_items(source)
+    classes = list(source.classes)
+    cache = PromptCache()
+    per_class: dict[int, list[tuple[float, bool]]] = {c: [] for c in range(len(classes))}
+    positives = np.zeros(len(classes), int)
+    for n, item in enumerate(tqdm(items, desc=f"detect {method}", unit="scene", disable=not progress)):
+        scene = item.scene
+        if objects != len(scene.things):  # the same scene index, drawn with more things
+            split = source.name.removeprefix("synthetic-")
+            scene = item.world.scene(n, SPLITS[split][1], split, objects)
+        image = item.world.render(scene, item.size)
+        truth = [
+            (classes.index(f"{t.colour} {t.shape}"), box)
+            for t, box in zip(scene.things, item.world.boxes(scene, item.size))
+        ]
+        for label, _ in truth:
+            positives[label] += 1
+        matched = set()
+        for box in detect(model, image, classes, templates, method, 0.0, cache=cache):
+            label = classes.index(box.label)
+            best = max(
+                ((iou(box.box, b), i) for i, (c, b) in enumerate(truth) if c == label and i not in matched),
+                default=(0.0, -1),
+            )
+            hit = best[0] >= 0.5
+            if hit:
+                matched.add(best[1])
+            per_class[label].append((box.score, hit))
+    present = [c for c in range(len(classes)) if positives[c]]
+    aps = {classes[c]: average_precision(per_class[c], int(positives[c])) for c in present}
+    return Detection(source.name, method, len(items), objects, float(np.mean(list(aps.values()))), aps)
