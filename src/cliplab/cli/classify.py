@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Zero-shot classification: the most likely of the given labels for each image.",
         epilog='example: cliplab classify cat.jpg photos/ --labels "cat,dog,car" --checkpoint ViT-B-32.pt',
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+    options.images(parser)
     options.labels(parser, "comma-separated class names (at least two), or @FILE with one per line")
     options.templates(parser)
     parser.add_argument("--top", type=int, default=5, help="labels to print per image (default: 5)")
@@ -35,18 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..data import FileItem, open_source
     from ..encode import embed_images
     from ..loading import load_model
     from ..zeroshot import build_classifier, check_labels, probabilities
 
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
-    items = []
-    for name in args.images:  # a folder stands for its images; anything else is read as an image file
-        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+    items = options.image_items(args.images)
     model = load_model(options.model_name(args), device=args.device)
     check_labels(labels, model, "--labels")
     bar = args.progress and len(items) > 32  # a bar for a few images is noise

@@ -19,12 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "NAME.json (COCO-style [x, y, width, height] boxes).",
         epilog='example: cliplab detect street.jpg --labels "car,bicycle,person" --checkpoint ViT-B-16',
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+    options.images(parser)
     options.labels(parser, "comma-separated things to look for, or @FILE with one per line")
     options.templates(parser)
-    parser.add_argument(
-        "--method", default="clearclip", choices=("clearclip", "sclip", "maskclip"), help="the maps' last-block rule"
-    )
+    options.dense_method(parser)
     parser.add_argument("--min-score", type=float, default=0.3, help="boxes scoring less are left out (default: 0.3)")
     parser.add_argument("--max-boxes", type=int, default=10, help="at most this many boxes an image (default: 10)")
     options.out(parser, "the pictures and JSON", default="detect")
@@ -36,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import ImageDraw
 
-    from ..data import BadSample, FileItem, open_source
+    from ..data import BadSample
     from ..dense.detect import detect
     from ..dense.render import PALETTE
     from ..errors import ConfigError
@@ -48,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-boxes must be at least 1 and --min-score within 0..1")
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
-    items = []
-    for name in args.images:
-        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+    items = options.image_items(args.images)
     model = load_model(options.model_name(args), device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "label indices) and NAME.json.",
         epilog='example: cliplab locate street.jpg --labels "car,bicycle,person" --checkpoint ViT-B-16 --out located/',
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+    options.images(parser)
     options.labels(parser, "comma-separated things to look for, or @FILE with one per line")
     options.templates(parser)
-    parser.add_argument(
-        "--method", default="clearclip", choices=("clearclip", "sclip", "maskclip"), help="the last-block rule"
-    )
+    options.dense_method(parser)
     parser.add_argument(
         "--background",
         default="",
@@ -40,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import BadSample, FileItem, open_source
+    from ..data import BadSample
     from ..dense import render, segment, similarity_maps
     from ..files import write_json
     from ..loading import load_model
@@ -48,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
     background = options.read_list(args.background, "background") if args.background else []
-    items = []
-    for name in args.images:  # a folder stands for its images
-        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+    items = options.image_items(args.images)
     model = load_model(options.model_name(args), device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

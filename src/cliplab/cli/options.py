@@ -126,3 +126,28 @@ def read_templates(args: argparse.Namespace) -> list[str]:
 
     given = list(args.templates or []) + (get_templates(args.template_set) if args.template_set else [])
     return check_templates(given or list(DEFAULT_TEMPLATES), "--template")
+
+
+def images(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+
+
+def image_items(names: list[str]) -> list:
+    """The items of IMAGE arguments: a folder stands for the images in it; anything else is read as an image."""
+    from pathlib import Path
+
+    from ..data import FileItem, open_source
+
+    items = []
+    for name in names:
+        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+    return items
+
+
+def dense_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method",
+        default="clearclip",
+        choices=("clearclip", "sclip", "maskclip"),
+        help="the last block's rule for the maps (default: clearclip)",
+    )
