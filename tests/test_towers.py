@@ -376,3 +376,19 @@ def test_a_run_killed_while_caching_keeps_what_it_computed(tmp_path, text_folder
     train(lit_config(tmp_path / "third", table, text_folder, image_weights, **options))
     out = capsys.readouterr().out
     assert "24 images cached (all read back" in out and "48 captions cached (all read back" in out
+
+
+def test_dense_cells_of_a_convolutional_tower_average_to_encode_image(lit):
+    """Dense maps of a towers model: each cell of the backbone's last feature map through the linear image
+    head; timm averages those cells, so their mean is the image embedding."""
+    from cliplab.dense import local_embeddings
+    from cliplab.dense.local import towers_cells
+
+    model = lit.eval()
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        cells, grid = towers_cells(model, pixels)
+        assert grid == (2, 2) and cells.shape == (2, 4, model.embed_dim)
+        torch.testing.assert_close(cells.mean(dim=1), model.encode_image(pixels), atol=1e-5, rtol=1e-4)
+        local = local_embeddings(model, pixels)
+        torch.testing.assert_close(local, torch.nn.functional.normalize(cells, dim=-1).reshape(2, 2, 2, -1))

@@ -16,6 +16,11 @@ rules change only how the last block mixes positions:
 Everything else is the tower's own computation, on the tower's own weights: the blocks before the
 last run unchanged (`tests/test_dense.py` shows the same code with the tower's attention gives back
 `encode_image`, and that the tower's attention pool over the ResNet values is `encode_image`).
+Towers models (`cliplab.towers`) with a convolutional timm image tower pooled by averaging: each cell
+of the backbone's last feature map through the image head (no attention to change, so `method` does not
+apply); the mean of the cells' embeddings is `encode_image`, since the head is linear (or applied
+after the pooling it commutes with, for no head).
+
 Images run at the model's own size; a model loaded at another resolution (its positional embeddings
 resized: `cliplab.load_model(name, image_size=448)`) gives finer maps.
 """
@@ -24,11 +29,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import ConfigError
 from ..models import CLIP
 from ..models.modified_resnet import ModifiedResNet
 from ..models.vision_transformer import VisionTransformer
+from ..towers import TowersCLIP
 
 METHODS = ("maskclip", "sclip", "clearclip")
 DEFAULT_METHOD = "clearclip"
@@ -103,6 +110,25 @@ def resnet_tokens(visual: ModifiedResNet, pixels: torch.Tensor, rule: str) -> tu
     return pool.c_proj(_merge(_mix(_heads(q, heads), _heads(k, heads), _heads(v, heads), rule))), grid
 
 
+def towers_cells(model: TowersCLIP, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """((N, h * w, E) the image head applied to each cell of the backbone's last feature map, (h, w))."""
+    trunk = model.visual.trunk
+    pool = getattr(getattr(trunk, "global_pool", None), "pool_type", None)
+    if not hasattr(trunk, "forward_features") or pool != "avg":
+        raise ConfigError(
+            "dense maps of a towers model need a timm image tower whose features are averaged over a feature map"
+        )
+    if not isinstance(model.image_projection, (nn.Identity, nn.Linear)):
+        raise ConfigError(
+            "dense maps of a towers model need a linear image head (or none): an MLP head does not commute with pooling"
+        )
+    features = trunk.forward_features(pixels.contiguous(memory_format=torch.channels_last))
+    if features.ndim != 4:
+        raise ConfigError("dense maps of a towers model need a convolutional image tower (a feature map)")
+    grid = tuple(features.shape[2:])
+    return model.image_projection(features.flatten(2).transpose(1, 2)), grid
+
+
 @torch.no_grad()
 def local_embeddings(model: CLIP, pixels: torch.Tensor, method: str = DEFAULT_METHOD) -> torch.Tensor:
     """(N, h, w, E) L2-normalised local embeddings of preprocessed images (N 3 H W), in the space of
@@ -117,6 +143,8 @@ def local_embeddings(model: CLIP, pixels: torch.Tensor, method: str = DEFAULT_ME
     elif isinstance(visual, ModifiedResNet):
         tokens, grid = resnet_tokens(visual, pixels, method)
         tokens = tokens[:, 1:]
+    elif isinstance(model, TowersCLIP):
+        tokens, grid = towers_cells(model, pixels)
     else:
         raise ConfigError(
             f"dense maps need a CLIP image tower cliplab knows (ViT or modified ResNet), not {type(visual).__name__}"
