@@ -108,6 +108,25 @@ def test_typing_a_query_shows_result_images(server, browser):
     assert "a test photo, number" in cards.first.inner_text()
     assert "results in" in page.inner_text("#status")
     page.screenshot(path=str(_artifacts() / "search-page.png"), full_page=True)
+
+    # where the query matches: POST /locate, drawn as a heatmap over the (now whole) thumbnail
+    cards.first.locator("button.where").click()
+    page.wait_for_selector("#results .card .frame.located canvas.heat")
+    painted = page.evaluate(
+        """() => {
+          const canvas = document.querySelector('#results .card canvas.heat');
+          const image = canvas.parentElement.querySelector('img').getBoundingClientRect();
+          const box = canvas.getBoundingClientRect();
+          const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          let opaque = 0;
+          for (let i = 3; i < pixels.length; i += 4) opaque += pixels[i] === 255;
+          return {cells: canvas.width * canvas.height, opaque, peak: canvas.dataset.peak,
+                  covers: Math.abs(box.width - image.width) < 1 && Math.abs(box.height - image.height) < 1};
+        }"""
+    )
+    assert painted["cells"] == 16 and painted["opaque"] == 16 and painted["covers"]  # 4 x 4 cells over the image
+    assert cards.first.locator("button.where").inner_text() == f"peak {painted['peak']}"
+    page.screenshot(path=str(_artifacts() / "search-page-located.png"), full_page=True)
     page.close()
 
 

@@ -267,3 +267,34 @@ def test_one_failing_input_fails_only_its_own_request(searcher, monkeypatch):
     answers = _concurrently(app, [("/search", {"json": {"text": text, "k": 3}}) for text in texts])
     assert [a.status_code for a in answers] == [200, 500, 200, 200]
     assert max(app.state.service.texts.batches) == 4  # tried together first, then each alone
+
+
+def test_locate_gives_the_texts_similarity_with_each_cell_and_keeps_the_limits(client, searcher):
+    from cliplab.dense import local_embeddings
+    from cliplab.dense.maps import dense_pixels
+
+    answer = client.post("/locate", json={"id": 3, "text": "photo number 3"})
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data["id"] == 3 and data["grid"] == [4, 4] and len(data["scores"]) == 4  # tiny-ViT/8 at 32 px
+    with searcher.collection.open_image(3) as image:
+        pixels = dense_pixels(searcher.model, image.convert("RGB"))
+    expected = local_embeddings(searcher.model, pixels)[0] @ torch.from_numpy(searcher.text_vector("photo number 3"))
+    np.testing.assert_allclose(data["scores"], expected.numpy(), atol=1e-5)
+    assert data["peak"] == pytest.approx(float(expected.max()), abs=1e-6)
+    as_json = {"content-type": "application/json"}
+    for request_args, status in [
+        ({"json": {"id": 10_000, "text": "a"}}, 404),  # no such item
+        ({"json": {"id": -1, "text": "a"}}, 422),
+        ({"json": {"id": 1, "text": ""}}, 422),
+        ({"json": {"id": 1, "text": "x" * 201}}, 422),  # text length
+        ({"json": {"id": 1}}, 422),
+        ({"json": {"id": "one", "text": "a"}}, 422),
+        ({"content": b'{"id": 1, ', "headers": as_json}, 422),  # malformed JSON
+        ({"content": b"a dog", "headers": {"content-type": "text/plain"}}, 415),
+        ({"files": {"image": ("x.png", _png(), "image/png")}}, 415),  # JSON only
+        ({"content": b"x" * 400_000, "headers": as_json}, 413),  # body size
+    ]:
+        answer = client.post("/locate", **request_args)
+        assert answer.status_code == status, (request_args, answer.text)
+        assert answer.json()["detail"] and "Traceback" not in answer.text

@@ -13,8 +13,17 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..errors import ConfigError
 from ..zeroshot import DEFAULT_TEMPLATES, check_labels, check_templates
-from .schemas import Classification, Embedding, Health, ItemOut, LabelProbability, SearchResults, request_body
-from .service import Service
+from .schemas import (
+    Classification,
+    Embedding,
+    Health,
+    ItemOut,
+    LabelProbability,
+    Located,
+    SearchResults,
+    request_body,
+)
+from .service import Service, validate_body
 
 router = APIRouter()
 
@@ -98,6 +107,22 @@ async def embed(request: Request) -> Embedding:
     query, image = await service.query(request, service.models.embed, service.models.embed_form)
     vector = await (service.image_vector(image) if image is not None else service.text_vector(query.text))
     return Embedding(embedding=[float(v) for v in vector], dim=service.dim)
+
+
+@router.post(
+    "/locate",
+    response_model=Located,
+    openapi_extra=request_body("LocateQuery"),
+    responses={404: {}, 413: {}, 415: {}, 422: {}},
+)
+async def locate(request: Request) -> Located:
+    """Where in item `id`'s image the text matches: its similarity with each cell of the whole image
+    (ClearCLIP's last block; the page draws it over the thumbnail)."""
+    service = _service(request)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, 'send application/json: {"id": ITEM, "text": TEXT}')
+    query = validate_body(service.models.locate, await request.body())
+    return await run_in_threadpool(service.locate, query.id, query.text)
 
 
 @router.head("/health", include_in_schema=False)  # load balancers probe with HEAD

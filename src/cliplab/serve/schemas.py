@@ -49,6 +49,14 @@ class Embedding(BaseModel):
     dim: int
 
 
+class Located(BaseModel):
+    id: int
+    text: str
+    grid: list[int]  # rows, columns of `scores`
+    scores: list[list[float]]  # cosine similarity of each cell of the whole image (squashed) with the text
+    peak: float
+
+
 class Health(BaseModel):
     status: str
     items: int
@@ -66,9 +74,10 @@ class RequestModels:
     search_form: type[BaseModel]
     embed: type[BaseModel]
     embed_form: type[BaseModel]
+    locate: type[BaseModel]
 
     def all(self) -> tuple[type[BaseModel], ...]:
-        return (self.search, self.search_form, self.embed, self.embed_form)
+        return (self.search, self.search_form, self.embed, self.embed_form, self.locate)
 
 
 def request_models(limits: Limits, dim: int) -> RequestModels:
@@ -89,13 +98,17 @@ def request_models(limits: Limits, dim: int) -> RequestModels:
         search_form=create_model("SearchForm", image=(image, ...), k=(k, default_k), fold_duplicates=(bool, False)),
         embed=create_model("EmbedQuery", text=(text, ...)),
         embed_form=create_model("EmbedForm", image=(image, ...)),
+        locate=create_model(
+            "LocateQuery",
+            __doc__="Where in item `id`'s image the text matches.",
+            id=(Annotated[int, Field(ge=0)], ...),
+            text=(text, ...),
+        ),
     )
 
 
-def request_body(json_model: str, form_model: str) -> dict:
-    """A route's OpenAPI request body: the JSON model or the multipart model, both by reference."""
-    content = {
-        kind: {"schema": {"$ref": f"#/components/schemas/{name}"}}
-        for kind, name in (("application/json", json_model), ("multipart/form-data", form_model))
-    }
+def request_body(json_model: str, form_model: str | None = None) -> dict:
+    """A route's OpenAPI request body: the JSON model or the multipart model (if any), by reference."""
+    kinds = (("application/json", json_model), ("multipart/form-data", form_model))
+    content = {kind: {"schema": {"$ref": f"#/components/schemas/{name}"}} for kind, name in kinds if name}
     return {"requestBody": {"required": True, "content": content}}

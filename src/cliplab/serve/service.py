@@ -9,6 +9,7 @@ import io
 import threading
 
 import numpy as np
+import torch
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -18,11 +19,13 @@ from starlette.datastructures import UploadFile as FormFile
 
 from ..caches import LRUCache, release_free_memory
 from ..data import BadSample, decode_image
-from ..errors import QueryError
+from ..dense import local_embeddings
+from ..dense.maps import dense_pixels
+from ..errors import ConfigError, QueryError
 from ..search import Searcher
 from .batching import Batcher, Batching
 from .limits import Limits
-from .schemas import RequestModels, Result, SearchResults, request_models
+from .schemas import Located, RequestModels, Result, SearchResults, request_models
 
 THUMBNAIL_SIDE = 256
 THUMBNAIL_CACHE_BYTES = 32 * 2**20  # JPEG thumbnails of recent hits
@@ -75,7 +78,7 @@ class Service:
         """(the query, None) from a JSON body, or (the query, its decoded image) from a multipart form."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
-            return _validate(json_model, await request.body()), None
+            return validate_body(json_model, await request.body()), None
         if kind == "multipart/form-data":
             try:
                 form = await request.form(max_files=1, max_fields=8)
@@ -85,7 +88,7 @@ class Service:
             if not isinstance(upload, FormFile):  # starlette's class: FastAPI's UploadFile subclasses it
                 raise HTTPException(422, "a multipart request needs an 'image' file")
             fields = {name: value for name, value in form.items() if name != "image"}
-            query = _validate(form_model, {**fields, "image": await upload.read()})
+            query = validate_body(form_model, {**fields, "image": await upload.read()})
             return query, self.read_upload(query.image)
         raise HTTPException(415, "send application/json (text or embedding) or multipart/form-data (an image)")
 
@@ -100,6 +103,26 @@ class Service:
             thumbnail = f"/items/{hit.id}/thumbnail"
             out.append(Result(**item.public(), score=hit.score, thumbnail=thumbnail, duplicates=hit.duplicates))
         return SearchResults(query=kind, results=out)
+
+    def locate(self, id: int, text: str) -> Located:
+        """The text's similarity with each cell of item `id`'s image (run under the model's lock)."""
+        self.check_item(id)
+        try:
+            with self.searcher.collection.open_image(id) as image:
+                pixels = dense_pixels(self.searcher.model, image.convert("RGB"))
+        except BadSample as err:
+            raise HTTPException(404, f"item {id}'s image can no longer be read ({err.reason})") from None
+
+        def both() -> tuple[torch.Tensor, torch.Tensor]:
+            local = local_embeddings(self.searcher.model, pixels)[0]
+            return local, torch.from_numpy(self.searcher.text_vector(text))
+
+        try:
+            local, vector = self.locked(both)
+        except ConfigError as err:  # a model without a tower dense maps know
+            raise HTTPException(422, str(err)) from None
+        scores = (local @ vector).tolist()
+        return Located(id=id, text=text, grid=list(local.shape[:2]), scores=scores, peak=max(map(max, scores)))
 
     def check_item(self, id: int) -> None:
         if not 0 <= id < self.rows:
@@ -117,7 +140,7 @@ class Service:
             raise HTTPException(404, f"item {id}'s image can no longer be read ({err.reason})") from None
 
 
-def _validate(model: type[BaseModel], data: bytes | dict):
+def validate_body(model: type[BaseModel], data: bytes | dict):
     try:
         return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
     except ValidationError as err:
