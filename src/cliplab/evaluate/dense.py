@@ -55,12 +55,8 @@ class Segmentation(TaskResult):
     def details(self) -> dict:
         return {"method": self.method, "scenes": self.scenes, "class_iou": self.class_iou}
 
-    def write(self, out, model: str, pretrained: str | None = None):
-        """One file per last-block rule: `{dataset}__{model}-{pretrained}__segmentation-{method}.json`."""
-        from .results import write_result
-
-        task = f"{self.task}-{self.method}"
-        return write_result(out, self.dataset, model, task, self.metrics(), pretrained, **self.details())
+    def variant(self) -> str:  # one file per last-block rule
+        return f"{self.task}-{self.method}"
 
 
 def scene_items(source: Source) -> list[SceneItem]:
@@ -142,11 +138,8 @@ class Detection(TaskResult):
     def details(self) -> dict:
         return {"method": self.method, "scenes": self.scenes, "objects": self.objects, "class_ap": self.class_ap}
 
-    def write(self, out, model: str, pretrained: str | None = None):
-        from .results import write_result
-
-        task = f"{self.task}-{self.objects}-{self.method}"
-        return write_result(out, self.dataset, model, task, self.metrics(), pretrained, **self.details())
+    def variant(self) -> str:  # one file per number of things and last-block rule
+        return f"{self.task}-{self.objects}-{self.method}"
 
 
 def average_precision(detections: list[tuple[float, bool]], positives: int) -> float:

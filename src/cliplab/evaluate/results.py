@@ -31,10 +31,14 @@ class TaskResult:
         """Everything else the JSON file records (classes, skipped images, ...)."""
         return {}
 
+    def variant(self) -> str:
+        """The task as results name it: `task`, or more where one task writes several files per model."""
+        return self.task
+
     def write(self, out: str | Path, model: str, pretrained: str | None = None) -> Path:
-        """`{out}/{dataset}__{model}-{pretrained}__{task}.json`, written atomically; returns its path.
+        """`{out}/{dataset}__{model}-{pretrained}__{variant}.json`, written atomically; returns its path.
         As in CLIP_benchmark, `model` names the architecture and `pretrained` the weights."""
-        return write_result(out, self.dataset, model, self.task, self.metrics(), pretrained, **self.details())
+        return write_result(out, self.dataset, model, self.variant(), self.metrics(), pretrained, **self.details())
 
 
 def skipped_list(features, problems: list[tuple[str, str]] = ()) -> list[dict[str, str]]:

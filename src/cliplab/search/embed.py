@@ -114,7 +114,7 @@ def embed_collection(
 
     mine = range(rank, shards, world)
     embedded_now, skipped_now = 0, 0
-    total = sum(len(source.items[n * shard_size : (n + 1) * shard_size]) for n in mine)
+    total = sum(min(shard_size, len(source.items) - n * shard_size) for n in mine)  # items, not made
     bar = tqdm(total=total, desc="embed", unit="image", disable=not progress or rank != 0, smoothing=0.1)
     first_id = _FirstIds(out, shard_size)
     for n in mine:
