@@ -1,4 +1,5 @@
-"""`cliplab search DIR "a dog running through snow"` or `--image query.jpg`: the nearest items."""
+"""`cliplab search DIR "a dog running through snow"` or `--image query.jpg`: the nearest items (images, or
+videos' segments with their times); `--videos` ranks whole videos."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", help="an example image to look for instead of text")
     parser.add_argument("-k", type=int, default=10, help="results (default: 10)")
     parser.add_argument("--fold-duplicates", action="store_true", help="list near-duplicates under one result")
+    parser.add_argument(
+        "--videos", action="store_true", help="rank whole videos (each by the mean of its frames) instead of segments"
+    )
     options.checkpoint(
         parser, default=None, note="default: the one that embedded the collection; it must be the same weights"
     )
@@ -30,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from ..data import BadSample, read_image
+    from ..data.video import format_time
     from ..errors import ConfigError
     from ..search import Searcher
 
@@ -48,6 +55,16 @@ def run(args: argparse.Namespace) -> int:
             vector = searcher.image_vector(image)
     else:
         vector = searcher.text_vector(args.text)
+    if args.videos:
+        if args.fold_duplicates:
+            raise ConfigError("--fold-duplicates folds segments or images; it does not apply to --videos")
+        for rank, hit in enumerate(searcher.search_videos(vector, args.k), 1):
+            video = searcher.collection.videos[hit.id]
+            if args.json:
+                print(json.dumps({"rank": rank, "score": round(hit.score, 4), **asdict(video)}))
+            else:
+                print(f"{rank:>3}. {hit.score:.4f}  {video.path}  ({format_time(video.duration)})")
+        return 0
     for rank, hit in enumerate(searcher.search(vector, args.k, fold_duplicates=args.fold_duplicates), 1):
         item = searcher.collection.item(hit.id)
         if args.json:
@@ -56,6 +73,5 @@ def run(args: argparse.Namespace) -> int:
             continue
         folded = f"  (+{len(hit.duplicates)} near-duplicates)" if hit.duplicates else ""
         caption = f"  {item.caption}" if item.caption else ""
-        where = item.path if item.offset is None else f"{item.path}:{item.key.partition(':')[2]}"  # in a shard
-        print(f"{rank:>3}. {hit.score:.4f}  {where}{caption}{folded}")
+        print(f"{rank:>3}. {hit.score:.4f}  {item.where()}{caption}{folded}")
     return 0

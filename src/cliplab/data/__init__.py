@@ -5,7 +5,7 @@ from ..errors import BadSample
 from .dataset import Batch, CaptionDataset, Sample, collate
 from .decode import MAX_PIXELS, check_caption, decode_image, read_image
 from .formats import IMAGE_SUFFIXES, TABLE_SUFFIXES
-from .items import ArrayItem, FileItem, Item, ShardItem, item_at
+from .items import ArrayItem, FileItem, Item, ShardItem, VideoItem, item_at
 from .loader import StreamState, TrainingData
 from .shards import write_shards
 from .sources import Source, open_source
@@ -25,6 +25,7 @@ __all__ = [
     "Source",
     "StreamState",
     "TrainingData",
+    "VideoItem",
     "check_caption",
     "collate",
     "decode_image",

@@ -97,9 +97,43 @@ class ArrayItem(Item):
         return Image.fromarray(self.array[self.index]).convert("RGB")
 
 
-def item_at(key: str, path: str, offset: int | None = None, size: int | None = None, caption: str | None = None):
-    """The item stored at `path` (a file, or `size` bytes at `offset` of a shard), as collections record it."""
+@dataclass(frozen=True, kw_only=True)
+class VideoItem(Item):
+    """A video file of a source: `cliplab embed` samples its frames (`cliplab.data.video`); as one image it
+    cannot be used."""
+
+    path: str
+
+    def open_image(self, max_pixels: int = MAX_PIXELS) -> Image.Image:
+        raise BadSample("a video", "only `cliplab embed` reads videos; other commands take images")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoFrameItem(Item):
+    """The frame at `time` seconds of the video at `path` (a search result's thumbnail)."""
+
+    path: str
+    time: float
+
+    def open_image(self, max_pixels: int = MAX_PIXELS) -> Image.Image:
+        from .video import frame_at  # PyAV, an extra: imported when a video is opened
+
+        return frame_at(self.path, self.time, max_pixels)
+
+
+def item_at(
+    key: str,
+    path: str,
+    offset: int | None = None,
+    size: int | None = None,
+    caption: str | None = None,
+    frame: float | None = None,
+):
+    """The item stored at `path` (a file, `size` bytes at `offset` of a shard, or the frame at `frame`
+    seconds of a video), as collections record it."""
     captions = (caption,) if caption is not None else ()
+    if frame is not None:
+        return VideoFrameItem(key, captions, path=path, time=frame)
     if offset is None:
         return FileItem(key, captions, path=path)
     return ShardItem(key, captions, path=path, offset=offset, size=size)

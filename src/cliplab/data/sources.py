@@ -7,7 +7,8 @@
         image = item.open_image()              # BadSample when it cannot be read
         item.captions, item.label
 
-Forms: an image folder (recursively; top-level subfolders name classes), a table (CSV, TSV, JSON lines
+Forms: an image folder (recursively; top-level subfolders name classes; with `videos=True` its video
+files too, or one video file), a table (CSV, TSV, JSON lines
 or Parquet) with an image column and a caption or label column, WebDataset shards (a folder of `.tar`
 files, one `.tar`, or a brace pattern) with `.txt`/`.json` captions or `.cls` labels, a folder of
 MNIST-style IDX files, `sklearn:digits`, and the generated `synthetic`, `synthetic:heldout`,
@@ -31,11 +32,12 @@ from ..errors import SourceError
 from ..files import regular_file_problem
 from .arrays import digits_items, has_idx_files, idx_items
 from .formats import IMAGE_SUFFIXES, TABLE_SUFFIXES, is_shard_spec, is_table
-from .items import FileItem, Item
+from .items import FileItem, Item, VideoItem
 from .shard_index import index_shards, shards_fingerprint
 from .shards import list_shards
 from .synthetic import synthetic_items
 from .table import table_fingerprint, table_items
+from .video import VIDEO_SUFFIXES, is_video
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Listing:
 class Source:
     """One input: its items, their classes when labelled, and what was wrong with it.
 
-    `kind` is "folder", "table", "shards", "idx", "sklearn" or "synthetic"; `name` names results and
+    `kind` is "folder", "table", "shards", "video", "idx", "sklearn" or "synthetic"; `name` names results and
     caches ("imagenette", "flickr8k-captions-dev"); `fingerprint` changes whenever the items do.
     """
 
@@ -94,7 +96,11 @@ class Source:
     @property
     def file_backed(self) -> bool:
         """Every image is stored in a file (or a shard): what an embedding collection can point back to."""
-        return self.kind in ("folder", "table", "shards")
+        return self.kind in ("folder", "table", "shards", "video")
+
+    @cached_property
+    def has_videos(self) -> bool:
+        return any(isinstance(item, VideoItem) for item in self.items)
 
     def derived(self, name: str, fingerprint: str, items: Sequence[Item], problems=None) -> Source:
         """Another source of the same kind and classes over `items` (a subset, shifted copies, ...)."""
@@ -138,6 +144,7 @@ def open_source(
     seed: int | None = None,
     image_size: int | None = None,
     default_split: str = "test",
+    videos: bool = False,
 ) -> Source:
     """Open `spec`, whatever its form (see the module's documentation).
 
@@ -147,6 +154,8 @@ def open_source(
     - `image_column`, `caption_column`, `label_column`, `image_root`: how to read a table.
     - `count`, `seed`, `image_size`: how many scenes a generated source makes, from which seed, at
       which size (files are read as they are).
+    - `videos`: also list video files (a folder's, or one video file) as `VideoItem`s, for the one
+      consumer that reads them (`cliplab embed`); otherwise they are listed as problems.
     """
     text = str(spec)
     if text == "synthetic" or text.startswith("synthetic:"):
@@ -165,6 +174,15 @@ def open_source(
         return _shards(text, classes)
     if not path.exists():
         raise SourceError(f"{text}: no such file or folder")
+    if path.is_file() and is_video(path):
+        if not videos:
+            raise SourceError(f"{text} is a video: `cliplab embed` reads videos; this command takes images")
+        path = path.resolve()
+        stat = path.stat()
+        listing = Listing([VideoItem(path.name, path=str(path))])
+        return Source(
+            path.stem, "video", str(path), _digest([f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}"]), listing
+        )
     if path.is_file() and is_table(path):
         return _table(path, classes, split, image_column, caption_column, label_column, image_root)
     if path.is_dir() and has_idx_files(path):
@@ -173,7 +191,7 @@ def open_source(
         listing = Listing(items, _name_classes(None, classes, items, text))
         return Source(f"{path.name}-{chosen}", "idx", str(path.resolve()), fingerprint, listing)
     if path.is_dir():
-        return _folder(path, classes)
+        return _folder(path, classes, videos)
     raise SourceError(
         f"{text}: not an image folder, a table ({', '.join(TABLE_SUFFIXES)}), .tar shards, a folder of IDX files, "
         "sklearn:digits or synthetic[:heldout|:seen]"
@@ -203,7 +221,7 @@ def _digest(lines) -> str:
     return digest.hexdigest()[:16]
 
 
-def _folder(root: Path, given: Sequence[str] | None) -> Source:
+def _folder(root: Path, given: Sequence[str] | None, videos: bool = False) -> Source:
     root = root.resolve()
     files, problems = [], []
     for path in sorted(root.rglob("*")):  # symbolic links to folders are listed, not followed
@@ -214,19 +232,23 @@ def _folder(root: Path, given: Sequence[str] | None) -> Source:
             if path.is_symlink() and path.is_dir():
                 problem = "a link to a folder, not followed"
             problems.append((key, problem))
-        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+        elif is_video(path) and not videos:
+            problems.append((key, "a video (`cliplab embed` reads videos; this command takes images)"))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES and not is_video(path):
             problems.append((key, f"not an image file ({path.suffix or 'no suffix'})"))
         else:
             files.append(path)
     if not files:
-        raise SourceError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
+        kinds = ", ".join(IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ()))
+        raise SourceError(f"{root}: no {'images or videos' if videos else 'images'} ({kinds}) in it or its subfolders")
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     index = {name: i for i, name in enumerate(found)}
     items = []
     for path in files:
         key = path.relative_to(root)
         label = index.get(key.parts[0]) if len(key.parts) > 1 else None
-        items.append(FileItem(str(key), (), label, path=str(path)))
+        kind = VideoItem if is_video(path) else FileItem
+        items.append(kind(str(key), (), label, path=str(path)))
     stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     fingerprint = _digest(f"{item.key}|{size}|{mtime}" for item, (size, mtime) in zip(items, stats))
     listing = Listing(items, _name_classes(found, given, items, str(root)) if found else None, problems)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import item_at
+from ..data.video import format_time
 from ..errors import ModelMismatch, SourceError
 from ..extras import require
 
@@ -39,10 +40,37 @@ class CollectionItem:
     height: int
     offset: int | None = None
     size: int | None = None
+    video: str | None = None  # a video's segment: the video's key, its start and end in seconds,
+    start: float | None = None
+    end: float | None = None
+    frame: float | None = None  # and the time of the frame it shows
 
     def public(self) -> dict:
         """What a client may see: no file-system paths."""
-        return {"id": self.id, "key": self.key, "caption": self.caption, "width": self.width, "height": self.height}
+        out = {"id": self.id, "key": self.key, "caption": self.caption, "width": self.width, "height": self.height}
+        if self.video is not None:
+            out |= {"video": self.video, "start": self.start, "end": self.end}
+        return out
+
+    def where(self) -> str:
+        """Where the item is, for people: a path, a member of a shard, or `lecture.mp4 @ 00:12:31-00:12:40`."""
+        if self.video is not None:
+            return f"{self.path} @ {format_time(self.start)}-{format_time(self.end)}"
+        return self.path if self.offset is None else f"{self.path}:{self.key.partition(':')[2]}"
+
+
+@dataclass
+class Video:
+    """A video of the collection, with its own embedding (row `id` of `Collection.video_vectors`)."""
+
+    id: int
+    key: str
+    path: str
+    duration: float
+    frames: int  # sampled
+    segments: int
+    width: int
+    height: int
 
 
 class Collection:
@@ -123,10 +151,35 @@ class Collection:
     def item(self, id: int) -> CollectionItem:
         if not 0 <= id < len(self):
             raise KeyError(id)
-        columns = self._metadata
-        return CollectionItem(**{name: columns[name][id] for name in CollectionItem.__dataclass_fields__})
+        columns = self._metadata  # collections from before videos have no video columns
+        return CollectionItem(
+            **{name: columns[name][id] for name in CollectionItem.__dataclass_fields__ if name in columns}
+        )
 
     def open_image(self, id: int):
-        """The item's image, read from where it was embedded (a file or a byte range of a shard)."""
+        """The item's image, read from where it was embedded (a file, a byte range of a shard, a video's frame)."""
         item = self.item(id)
-        return item_at(item.key, item.path, item.offset, item.size).open_image()
+        return item_at(item.key, item.path, item.offset, item.size, frame=item.frame).open_image()
+
+    @cached_property
+    def _video_shards(self) -> list[tuple[int, dict]]:
+        """(shard, what its done file says of the video) for each shard that holds a video, in order."""
+        if not self.manifest.get("videos"):
+            return []
+        found = []
+        for n in range(self.manifest["shards"]):
+            done = json.loads((self.folder / "done" / f"{shard_name(n)}.json").read_text())
+            if "video" in done:
+                found.append((n, done["video"]))
+        return found
+
+    @cached_property
+    def videos(self) -> list[Video]:
+        """The collection's videos (those that could be read), in source order."""
+        return [Video(id=i, **info) for i, (_, info) in enumerate(self._video_shards)]
+
+    @cached_property
+    def video_vectors(self) -> np.ndarray:
+        """(videos, dim) float32: each video's own embedding, the normalised mean of its frames'."""
+        parts = [np.load(self.folder / "vid_emb" / f"vid_emb_{shard_name(n)}.npy") for n, _ in self._video_shards]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)

@@ -5,13 +5,17 @@ The layout follows clip-retrieval's, which its users know::
     OUT/manifest.json                    the model that made the embeddings, the source, the shards
     OUT/img_emb/img_emb_00000.npy        (rows, dim) float16 image embeddings
     OUT/text_emb/text_emb_00000.npy      caption embeddings, row-aligned (sources with captions)
-    OUT/metadata/metadata_00000.parquet  id, key, path, caption, width, height (+ offset, size in a shard)
+    OUT/metadata/metadata_00000.parquet  id, key, path, caption, width, height (+ offset, size in a shard;
+                                         video, start, end, frame: a video's segment, in seconds)
+    OUT/vid_emb/vid_emb_00000.npy        (1, dim) a video's own embedding (the mean of its frames')
     OUT/done/00000.json                  written last: the shard is complete; its rows and skipped items
     OUT/skipped.jsonl                    every entry left out, and why: when listing, or when decoding
 
-Output shard n always holds items [n * shard_size, (n + 1) * shard_size) of the source, every file is
-written atomically, and a shard counts as finished only once its `done` file exists; so a run that
-is killed resumes with the next unfinished shard, and ends with the same files as a run that was not.
+A shard holds up to shard_size consecutive images of the source, or one video (whose segments are its
+rows): so shard n of an image-only source always holds items [n * shard_size, (n + 1) * shard_size).
+Every file is written atomically, and a shard counts as finished only once its `done` file exists; so a
+run that is killed resumes with the next unfinished shard (video by video), and ends with the same files
+as a run that was not.
 
 Under torchrun (`torchrun --nproc_per_node=N [--nnodes ...] -m cliplab embed ...`; any process group
 works) rank r embeds shards r, r + N, r + 2N, ... into the same folder (shared by every node); rank 0
@@ -35,14 +39,16 @@ import torch
 from tqdm import tqdm
 
 from .. import distributed
-from ..data import MAX_PIXELS, Item, Source, open_source
+from ..data import MAX_PIXELS, Item, Source, VideoItem, open_source
 from ..encode import embed_images, embed_texts
-from ..errors import ConfigError, ModelMismatch, SourceError
+from ..encode.videos import DEFAULT_FOLD, DEFAULT_FPS, check_video_options, embed_video
+from ..errors import BadSample, ConfigError, ModelMismatch, SourceError
 from ..files import atomic_write, write_json
 from ..models import Model, model_fingerprint
 from .collection import FORMAT, MANIFEST, require_pyarrow, shard_name
 
 DEFAULT_SHARD_SIZE = 10_000
+VIDEO_BATCH = 32  # frames a video encodes at once (and at most twice as many waiting, decoded)
 
 
 @dataclass
@@ -55,6 +61,8 @@ class EmbedReport:
     seconds: float
     resumed_shards: int = 0  # shards already done when the run began (by any process)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    videos: int = 0  # videos in the collection (whose segments are among the rows)
+    video_seconds: float = 0.0  # their length
 
     @property
     def images_per_second(self) -> float:
@@ -84,17 +92,22 @@ def embed_collection(
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
     on_shard_done: Callable[[int], None] | None = None,
+    fps: float = DEFAULT_FPS,
+    fold: float = DEFAULT_FOLD,
 ) -> EmbedReport:
-    """Embed every image (and caption) of `source` into `out`, resuming where an earlier run stopped.
+    """Embed every image (and caption) and every video of `source` into `out`, resuming where an earlier
+    run stopped. A video's frames are sampled at `fps`; consecutive frames at least `fold` similar become
+    one segment (see `cliplab.encode.videos`).
 
-    An earlier run in `out` must have used the same model (same weights) and the same source and
-    shard size; otherwise this refuses rather than mix embeddings from two models in one collection.
+    An earlier run in `out` must have used the same model (same weights), the same source, shard size
+    and video sampling; otherwise this refuses rather than mix embeddings from two models in one collection.
     """
     require_pyarrow()
     if shard_size < 1 or batch_size < 1:
         raise ConfigError("shard_size and batch_size must be positive")
+    check_video_options(fps, fold)
     started = time.perf_counter()
-    source = source if isinstance(source, Source) else open_source(source, split=split)
+    source = source if isinstance(source, Source) else open_source(source, split=split, videos=True)
     if not source.file_backed:
         raise SourceError(
             f"{source.location}: a collection points back at its images, so it needs images stored in files "
@@ -103,8 +116,11 @@ def embed_collection(
     out = Path(out)
     model = model.eval()
     rank, world = distributed.rank_and_world()
-    shards = (len(source.items) + shard_size - 1) // shard_size
+    plan = shard_plan(source.items, shard_size)
+    shards = len(plan)
     manifest = _manifest(source, split, model, checkpoint, shard_size, shards)
+    if source.has_videos:
+        manifest["video"] = {"fps": fps, "fold": fold}
     _check_earlier(out, manifest)  # every rank: the same refusal, not one rank failing and the rest waiting
     done_before = sum(_marker(out, n).is_file() for n in range(shards))  # before any rank writes
     distributed.barrier()
@@ -114,15 +130,19 @@ def embed_collection(
 
     mine = range(rank, shards, world)
     embedded_now, skipped_now = 0, 0
-    total = sum(min(shard_size, len(source.items) - n * shard_size) for n in mine)  # items, not made
-    bar = tqdm(total=total, desc="embed", unit="image", disable=not progress or rank != 0, smoothing=0.1)
-    first_id = _FirstIds(out, shard_size)
+    total = sum(plan[n][1] - plan[n][0] for n in mine)  # items, not made
+    unit = "file" if source.has_videos else "image"
+    bar = tqdm(total=total, desc="embed", unit=unit, disable=not progress or rank != 0, smoothing=0.1)
+    first_id = _FirstIds(out, plan)
     for n in mine:
-        items = source.items[n * shard_size : (n + 1) * shard_size]
+        items = source.items[plan[n][0] : plan[n][1]]
         if _marker(out, n).is_file():
             bar.update(len(items))
             continue
-        _embed_shard(out, n, items, first_id(n), model, source.has_captions, batch_size, workers, max_pixels, bar)
+        if isinstance(items[0], VideoItem):
+            _embed_video_shard(out, n, items[0], first_id(n), model, source.has_captions, fps, fold, max_pixels, bar)
+        else:
+            _embed_shard(out, n, items, first_id(n), model, source.has_captions, batch_size, workers, max_pixels, bar)
         if on_shard_done is not None:
             on_shard_done(n)
         done = json.loads(_marker(out, n).read_text())
@@ -141,10 +161,14 @@ def embed_collection(
             out / "skipped.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(s) + "\n" for s in skipped))
         )
         manifest.update(complete=True, rows=rows, skipped=len(skipped))
+        if source.has_videos:
+            manifest["videos"] = sum("video" in done for done in markers)
         write_json(out / MANIFEST, manifest)
     distributed.barrier()  # the collection is complete for every rank
     seconds = time.perf_counter() - started
     report = EmbedReport(out, rows, len(skipped), shards, embedded_now, seconds, done_before, source.problems)
+    report.videos = sum("video" in done for done in markers)
+    report.video_seconds = sum(done["video"]["duration"] for done in markers if "video" in done)
     timings = {
         "embedded": embedded_now,
         "skipped": skipped_now,
@@ -158,24 +182,41 @@ def embed_collection(
     return report
 
 
+def shard_plan(items: Sequence[Item], shard_size: int) -> list[tuple[int, int]]:
+    """Each shard's [start, end) among the items: up to `shard_size` consecutive images, or one video."""
+    plan, start = [], 0
+    for i, item in enumerate(items):
+        if isinstance(item, VideoItem):
+            if start < i:
+                plan.append((start, i))
+            plan.append((i, i + 1))
+            start = i + 1
+        elif i - start == shard_size:
+            plan.append((start, i))
+            start = i
+    if start < len(items):
+        plan.append((start, len(items)))
+    return plan
+
+
 def _marker(out: Path, n: int) -> Path:
     return out / "done" / f"{shard_name(n)}.json"
 
 
 class _FirstIds:
     """Shard n's first item id: the rows the shards before it kept, once all of them are done (read once
-    each, as the done prefix grows); until then, its id if none of them skipped anything (`_renumber`
-    corrects it at the end)."""
+    each, as the done prefix grows); until then, its first item's position if none of them skipped
+    anything and no video came before (`_renumber` corrects it at the end)."""
 
-    def __init__(self, out: Path, shard_size: int):
-        self.out, self.shard_size = out, shard_size
+    def __init__(self, out: Path, plan: list[tuple[int, int]]):
+        self.out, self.plan = out, plan
         self.done, self.rows = 0, 0  # the leading shards all done, and the rows they kept
 
     def __call__(self, n: int) -> int:
         while self.done < n and _marker(self.out, self.done).is_file():
             self.rows += json.loads(_marker(self.out, self.done).read_text())["rows"]
             self.done += 1
-        return self.rows if self.done == n else n * self.shard_size
+        return self.rows if self.done == n else self.plan[n][0]
 
 
 def _renumber(out: Path, markers: list[dict]) -> None:
@@ -227,6 +268,11 @@ def _check_earlier(out: Path, manifest: dict) -> None:
                 f"{out} holds embeddings made by another model ({earlier['model']['checkpoint']}); "
                 "embeddings of two models cannot share a collection: choose another --out"
             )
+        if earlier.get("video") != manifest.get("video"):
+            raise SourceError(
+                f"{out} holds videos sampled otherwise ({earlier.get('video')}, not {manifest.get('video')}); "
+                "use the same --fps and --fold to resume, or choose another --out"
+            )
         if earlier["source"] != manifest["source"] or earlier["shard_size"] != manifest["shard_size"]:
             raise SourceError(
                 f"{out} holds embeddings of another source or shard size ({earlier['source']['location']}, "
@@ -237,7 +283,7 @@ def _check_earlier(out: Path, manifest: dict) -> None:
 
 
 def _start(out: Path, manifest: dict) -> None:
-    for folder in ("img_emb", "text_emb", "metadata", "done"):
+    for folder in ("img_emb", "text_emb", "vid_emb", "metadata", "done"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     write_json(out / MANIFEST, manifest)
 
@@ -255,9 +301,6 @@ def _embed_shard(
     max_pixels: int,
     bar: tqdm,
 ) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     images = embed_images(model, items, batch_size, workers, max_pixels=max_pixels, progress=bar)
     skipped = [{"key": items[s.index].key, "path": items[s.index].path, "reason": s.message} for s in images.skipped]
     for entry in skipped:
@@ -270,20 +313,126 @@ def _embed_shard(
         with_caption = [row for row, item in enumerate(chosen) if item.caption is not None]
         text_emb[with_caption] = embed_texts(model, [chosen[r].caption for r in with_caption], batch_size).numpy()
         _save_npy(out / "text_emb" / f"text_emb_{name}.npy", text_emb)
-    table = pa.table(
-        {
-            "id": pa.array(range(first_id, first_id + len(chosen)), pa.int64()),
-            "key": pa.array([item.key for item in chosen], pa.string()),
-            "path": pa.array([item.path for item in chosen], pa.string()),
-            "caption": pa.array([item.caption for item in chosen], pa.string()),
-            "width": pa.array([w for w, _ in images.sizes], pa.int32()),
-            "height": pa.array([h for _, h in images.sizes], pa.int32()),
-            "offset": pa.array([getattr(item, "offset", None) for item in chosen], pa.int64()),
-            "size": pa.array([getattr(item, "size", None) for item in chosen], pa.int64()),
+    rows = len(chosen)
+    columns = {
+        "key": [item.key for item in chosen],
+        "path": [item.path for item in chosen],
+        "caption": [item.caption for item in chosen],
+        "width": [w for w, _ in images.sizes],
+        "height": [h for _, h in images.sizes],
+        "offset": [getattr(item, "offset", None) for item in chosen],
+        "size": [getattr(item, "size", None) for item in chosen],
+    }
+    _save_metadata(out, n, first_id, columns | {name: [None] * rows for name in ("video", "start", "end", "frame")})
+    write_json(out / "done" / f"{name}.json", {"rows": rows, "skipped": skipped})
+
+
+METADATA_TYPES = {
+    "key": "string",
+    "path": "string",
+    "caption": "string",
+    "width": "int32",
+    "height": "int32",
+    "offset": "int64",
+    "size": "int64",
+    "video": "string",  # the video's key: its path in the source
+    "start": "float64",  # seconds
+    "end": "float64",
+    "frame": "float64",  # the time of the frame the segment shows
+}
+
+
+def _save_metadata(out: Path, n: int, first_id: int, columns: dict[str, list]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = len(columns["key"])
+    arrays = {"id": pa.array(range(first_id, first_id + rows), pa.int64())}
+    arrays |= {name: pa.array(columns[name], getattr(pa, kind)()) for name, kind in METADATA_TYPES.items()}
+    table = pa.table(arrays)
+    atomic_write(out / "metadata" / f"metadata_{shard_name(n)}.parquet", lambda tmp: pq.write_table(table, tmp))
+
+
+def segment_key(video: str, start: float, end: float) -> str:
+    """`lecture.mp4#t=751,760`: a segment named as a media fragment (W3C Media Fragments URI)."""
+
+    def seconds(value: float) -> str:
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+
+    return f"{video}#t={seconds(start)},{seconds(end)}"
+
+
+@torch.no_grad()
+def _embed_video_shard(
+    out: Path,
+    n: int,
+    item: VideoItem,
+    first_id: int,
+    model: Model,
+    captions: bool,
+    fps: float,
+    fold: float,
+    max_pixels: int,
+    bar: tqdm,
+) -> None:
+    """One video's segments as the shard's rows, its own embedding in vid_emb; a video that cannot be read
+    at all is skipped (the shard has no rows), one cut off part of the way keeps what came before and is
+    listed too."""
+    name = shard_name(n)
+    seconds = tqdm(desc=item.key[-40:], unit="s", leave=False, disable=bar.disable, bar_format=_SECONDS_BAR)
+    try:
+        video = embed_video(model, item.path, fps, fold, VIDEO_BATCH, max_pixels, progress=seconds)
+    except BadSample as err:
+        video, skipped = None, [{"key": item.key, "path": item.path, "reason": str(err)}]
+    else:
+        skipped = []
+        if video.problem is not None:  # the part before the damage is embedded
+            skipped = [{"key": item.key, "path": item.path, "reason": str(video.problem), "partial": True}]
+    finally:
+        seconds.close()
+    bar.update(1)
+    for entry in skipped:
+        bar.write(
+            f"{'cut off' if entry.get('partial') else 'skipped'} {entry['key']}: {entry['reason']}", file=sys.stderr
+        )
+    if video is None:
+        features, rows = np.zeros((0, model.embed_dim), np.float32), 0
+    else:
+        features, rows = video.features.numpy(), len(video.starts)
+        _save_npy(out / "vid_emb" / f"vid_emb_{name}.npy", video.vector.numpy()[None])
+    _save_npy(out / "img_emb" / f"img_emb_{name}.npy", features)
+    if captions:  # a source with captions and videos: the videos' rows have none
+        _save_npy(out / "text_emb" / f"text_emb_{name}.npy", np.zeros((rows, model.embed_dim), np.float32))
+    starts, ends = (video.starts, video.ends) if video else ([], [])
+    columns = {
+        "key": [segment_key(item.key, s, e) for s, e in zip(starts, ends)],
+        "path": [item.path] * rows,
+        "caption": [None] * rows,
+        "width": [video.width if video else 0] * rows,
+        "height": [video.height if video else 0] * rows,
+        "offset": [None] * rows,
+        "size": [None] * rows,
+        "video": [item.key] * rows,
+        "start": starts,
+        "end": ends,
+        "frame": video.frames if video else [],
+    }
+    _save_metadata(out, n, first_id, columns)
+    done = {"rows": rows, "skipped": skipped}
+    if video is not None:
+        done["video"] = {
+            "key": item.key,
+            "path": item.path,
+            "duration": round(video.duration, 3),
+            "frames": video.sampled,
+            "segments": rows,
+            "width": video.width,
+            "height": video.height,
         }
-    )
-    atomic_write(out / "metadata" / f"metadata_{name}.parquet", lambda tmp: pq.write_table(table, tmp))
-    write_json(out / "done" / f"{name}.json", {"rows": len(chosen), "skipped": skipped})
+    write_json(out / "done" / f"{name}.json", done)
+
+
+_SECONDS_BAR = "{desc}: {n:.0f} s of video [{elapsed}, {rate_fmt}]"
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -289,6 +289,17 @@ def set_search_params(index, kind: str, params: dict) -> None:
         index.nprobe = int(params["nprobe"])
 
 
+def query_vector(vector: np.ndarray, dim: int) -> np.ndarray:
+    """A query embedding, checked (its length, finite, not zero) and normalised to float32."""
+    vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: JSON numbers past float32's range
+    if vector.shape[0] != dim:
+        raise QueryError(f"a query embedding needs {dim} numbers, not {vector.shape[0]}")
+    if not np.isfinite(vector).all() or not vector.any():
+        raise QueryError("a query embedding must be finite and not all zeros")
+    vector = vector / np.abs(vector).max()  # scaled first, so the norm cannot overflow
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
 def nearest(
     index,
     kind: str | None,
@@ -304,13 +315,7 @@ def nearest(
     index's candidates are re-scored with them. With `fold_duplicates`, an item at least `threshold`
     similar to a better hit is listed under that hit's `duplicates` instead of taking a place of its own.
     """
-    vector = np.asarray(vector, dtype=np.float64).reshape(-1)  # float64: JSON numbers past float32's range
-    if vector.shape[0] != vectors.shape[1]:
-        raise QueryError(f"a query embedding needs {vectors.shape[1]} numbers, not {vector.shape[0]}")
-    if not np.isfinite(vector).all() or not vector.any():
-        raise QueryError("a query embedding must be finite and not all zeros")
-    vector = vector / np.abs(vector).max()  # scaled first, so the norm cannot overflow
-    vector = (vector / np.linalg.norm(vector)).astype(np.float32)
+    vector = query_vector(vector, vectors.shape[1])
     k = min(k, len(vectors))
     fetch = min(len(vectors), k * 4 + 16) if fold_duplicates else k
     if kind in RESCORED:  # its scores are approximate: re-score a wider net with the stored vectors

@@ -15,12 +15,13 @@ from PIL import Image
 
 from ..caches import LRUCache
 from ..encode import embed_texts
+from ..errors import QueryError
 from ..loading import load_model
 from ..models import Model, model_device, model_fingerprint
 from ..transforms import model_transform
 from ..zeroshot import PromptCache, build_classifier, probabilities
 from .collection import Collection
-from .index import DUPLICATE_THRESHOLD, Hit, ShardedVectors, build_index, load_index, nearest
+from .index import DUPLICATE_THRESHOLD, Hit, ShardedVectors, build_index, load_index, nearest, query_vector
 
 TEXT_CACHE_BYTES = 16 * 2**20  # embeddings of recent text queries
 
@@ -88,6 +89,16 @@ class Searcher:
         that hit's `duplicates` instead of taking a place of its own.
         """
         return nearest(self.index, self.index_kind, self.vectors, vector, k, fold_duplicates, threshold)
+
+    def search_videos(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        """The k videos whose own embeddings (the mean of their frames') are most similar, best first;
+        a hit's id is a video's (`collection.videos[id]`)."""
+        videos = self.collection.video_vectors
+        if not len(videos):
+            raise QueryError(f"{self.collection.folder} holds no videos")
+        scores = videos @ query_vector(vector, self.dim)
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(int(i), float(scores[i])) for i in best]
 
     def classify(self, image: Image.Image, labels: Sequence[str], templates: Sequence[str]) -> list[tuple[str, float]]:
         """Zero-shot probabilities of `labels` for the image (prompt ensembling over `templates`), best first."""
