@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,6 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from cliplab.serve import create_app
-
     root = tmp_path_factory.mktemp("browser")
     (root / "images").mkdir()
     rows = ["image\tcaption"]
@@ -63,8 +62,17 @@ def server(tmp_path_factory):
     )
     index_collection(Collection.open(root / "emb"))
 
+    with _serving(root / "emb") as url:
+        yield url, root
+
+
+@contextmanager
+def _serving(collection: Path):
+    """`cliplab serve`'s app over `collection`, on a free loopback port, in a thread; yields its URL."""
+    from cliplab.serve import create_app
+
     port = _free_port()
-    config = uvicorn.Config(create_app(Searcher.open(root / "emb")), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(create_app(Searcher.open(collection)), host="127.0.0.1", port=port, log_level="warning")
     service = uvicorn.Server(config)
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
@@ -72,9 +80,31 @@ def server(tmp_path_factory):
     while not service.started:
         assert time.time() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", root
-    service.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def video_server(tmp_path_factory):
+    """A collection of a photo and a VP9 video of three shots (0-3, 3-5 and 5-8 s)."""
+    pytest.importorskip("av")
+    from cliplab.data.video import write_video
+
+    root = tmp_path_factory.mktemp("video")
+    (root / "library").mkdir()
+    Image.fromarray(natural_image(80, 96, seed=300)).save(root / "library" / "photo.jpg")
+    shots = [(301, 3), (302, 2), (303, 3)]
+    frames = [natural_image(64, 96, seed=seed) for seed, seconds in shots for _ in range(10 * seconds)]
+    write_video(root / "library" / "shots.webm", frames, 10, "libvpx-vp9")  # a codec every Chromium plays
+    torch.manual_seed(0)
+    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), root / "model.safetensors")
+    model = cliplab.load_model(root / "model.safetensors")
+    embed_collection(root / "library", root / "emb", model, str(root / "model.safetensors"), workers=0, progress=False)
+    with _serving(root / "emb") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -146,4 +176,30 @@ def test_an_image_query_and_zero_shot_panel(server, browser):
     assert bars.count() == 3
     assert {bars.nth(i).inner_text().split(":")[0] for i in range(3)} == {"dog", "cat", "red car"}
     page.screenshot(path=str(_artifacts() / "zero-shot-panel.png"), full_page=True)
+    page.close()
+
+
+def test_clicking_a_video_result_plays_it_from_the_segments_start(video_server, browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(video_server + "/")
+    page.wait_for_function("document.getElementById('info').textContent.includes('4 items')")
+    page.fill("#query", "a short film")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#results .card .frame.playable")
+    cards = page.locator("#results .card")
+    assert cards.count() == 4  # the photo and the video's three shots
+    texts = [cards.nth(i).inner_text() for i in range(4)]
+    assert sum("shots.webm @ 00:00:03–00:00:05" in text for text in texts) == 1
+    second = page.locator("#results .card .frame.playable[title='play shots.webm from 00:00:03']")
+    second.click()  # the thumbnail becomes the video, which seeks to the shot's start
+    played = page.wait_for_function(  # the moment the player has moved: where it went, and where it should
+        """() => {
+          const v = document.querySelector('#results video');
+          if (!v || v.readyState < 1 || v.currentTime === 0) return null;
+          return {time: v.currentTime, start: Number(v.dataset.start), error: v.error && v.error.code};
+        }"""
+    ).json_value()
+    assert played["error"] is None and played["start"] == pytest.approx(3.0, abs=0.11)
+    assert abs(played["time"] - played["start"]) <= 0.5
+    page.screenshot(path=str(_artifacts() / "search-page-video.png"), full_page=True)
     page.close()

@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from ..errors import ConfigError
 from ..zeroshot import DEFAULT_TEMPLATES, check_labels, check_templates
@@ -153,6 +153,18 @@ def item_thumbnail(request: Request, id: int) -> Response:
     service = _service(request)
     service.check_item(id)
     return Response(service.thumbnail(id), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+
+@router.get(
+    "/items/{id}/video",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/*": {}}}, 206: {"description": "the bytes asked for (Range)"}, 404: {}},
+)
+def item_video(request: Request, id: int) -> FileResponse:
+    """The video a segment comes from (the collection's own file), with HTTP Range requests so a player
+    can seek to the segment's start; 404 for an image."""
+    path, media_type = _service(request).video_file(id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -20,6 +20,10 @@ class Result(BaseModel):
     height: int
     thumbnail: str
     duplicates: list[int]
+    video: str | None = None  # a video's segment: the video (its key), where the segment starts and ends
+    start: float | None = None  # (seconds), and where to play it from (HTTP Range requests honoured)
+    end: float | None = None
+    media: str | None = None
 
 
 class SearchResults(BaseModel):
@@ -33,6 +37,9 @@ class ItemOut(BaseModel):
     caption: str | None
     width: int
     height: int
+    video: str | None = None
+    start: float | None = None
+    end: float | None = None
 
 
 class LabelProbability(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,11 +23,20 @@ from ..data import BadSample, decode_image
 from ..dense import local_embeddings
 from ..dense.maps import dense_pixels
 from ..errors import ConfigError, QueryError
+from ..files import regular_file_problem
 from ..search import Searcher
 from .batching import Batcher, Batching
 from .limits import Limits
 from .schemas import Located, RequestModels, Result, SearchResults, request_models
 
+VIDEO_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".mov": "video/quicktime",
+    ".avi": "video/x-msvideo",
+}
 THUMBNAIL_SIDE = 256
 THUMBNAIL_CACHE_BYTES = 32 * 2**20  # JPEG thumbnails of recent hits
 
@@ -101,7 +111,10 @@ class Service:
         for hit in hits:
             item = self.searcher.collection.item(hit.id)
             thumbnail = f"/items/{hit.id}/thumbnail"
-            out.append(Result(**item.public(), score=hit.score, thumbnail=thumbnail, duplicates=hit.duplicates))
+            media = f"/items/{hit.id}/video" if item.video is not None else None
+            out.append(
+                Result(**item.public(), score=hit.score, thumbnail=thumbnail, duplicates=hit.duplicates, media=media)
+            )
         return SearchResults(query=kind, results=out)
 
     def locate(self, id: int, text: str) -> Located:
@@ -123,6 +136,17 @@ class Service:
             raise HTTPException(422, str(err)) from None
         scores = (local @ vector).tolist()
         return Located(id=id, text=text, grid=list(local.shape[:2]), scores=scores, peak=max(map(max, scores)))
+
+    def video_file(self, id: int) -> tuple[Path, str]:
+        """The file of item `id`'s video and its media type; 404 for an image or a file no longer there."""
+        self.check_item(id)
+        item = self.searcher.collection.item(id)
+        if item.video is None:
+            raise HTTPException(404, f"item {id} is an image, not a video's segment")
+        path = Path(item.path)
+        if regular_file_problem(path):
+            raise HTTPException(404, f"item {id}'s video can no longer be read")
+        return path, VIDEO_TYPES.get(path.suffix.lower(), "application/octet-stream")
 
     def check_item(self, id: int) -> None:
         if not 0 <= id < self.rows:
