@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+import cliplab
 
 CAPTIONS = [
     "a photo of a dog.",
@@ -38,6 +42,14 @@ def offline(monkeypatch, tmp_path_factory):
     user's cache: cached features go to a folder of the test session."""
     monkeypatch.setenv("CLIPLAB_OFFLINE", "1")
     monkeypatch.setenv("CLIPLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cliplab-cache"))
+
+
+def saved_model(tmp_path_factory, architecture: str, name: str = "tiny.safetensors") -> Path:
+    """A checkpoint of `architecture` with seed-0 random weights, in a fresh temporary folder."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / name
+    cliplab.save_checkpoint(cliplab.create_model(architecture), path)
+    return path
 
 
 @pytest.fixture

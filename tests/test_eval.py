@@ -20,15 +20,14 @@ from cliplab.errors import SourceError
 from cliplab.evaluate import FeatureOptions, classification_report, image_features, retrieval_metrics
 from cliplab.zeroshot import build_classifier
 
+from .conftest import saved_model
+
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), path)
-    return path
+    return saved_model(tmp_path_factory, "tiny-RN@32px")
 
 
 def _image(colour, seed: int) -> Image.Image:

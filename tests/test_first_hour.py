@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import cliplab
@@ -21,7 +20,7 @@ from cliplab.cli.main import build_parser
 from cliplab.data import read_image
 from cliplab.errors import BadSample
 
-from .conftest import natural_image, write_caption_table
+from .conftest import natural_image, saved_model, write_caption_table
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--no-progress", "--no-tensorboard", "--no-plots", "--workers", "0"]
@@ -34,10 +33,7 @@ def table(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "m.safetensors"
-    cliplab.save_checkpoint(cliplab.create_model("tiny-RN@32px"), path)
-    return path
+    return saved_model(tmp_path_factory, "tiny-RN@32px", "m.safetensors")
 
 
 def train(tmp_path, table, *argv: str) -> tuple[int, dict]:

@@ -23,17 +23,14 @@ from cliplab.search import Collection, Searcher, build_index, embed_collection, 
 from cliplab.search.index import load_index
 from cliplab.search.searcher import nearest
 
-from .conftest import natural_image
+from .conftest import natural_image, saved_model
 
 pytest.importorskip("faiss")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), path)
-    return path
+    return saved_model(tmp_path_factory, "tiny-ViT/8@32px")
 
 
 @pytest.fixture(scope="module")

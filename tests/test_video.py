@@ -17,7 +17,7 @@ from cliplab.data import VideoItem, open_source
 from cliplab.errors import BadSample, SourceError
 from cliplab.search import Collection, Searcher, embed_collection
 
-from .conftest import natural_image
+from .conftest import natural_image, saved_model
 
 av = pytest.importorskip("av")
 pytest.importorskip("faiss")
@@ -49,10 +49,7 @@ def audio_only(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), path)
-    return path
+    return saved_model(tmp_path_factory, "tiny-ViT/8@32px")
 
 
 @pytest.fixture(scope="module")

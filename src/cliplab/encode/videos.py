@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..caches import release_free_memory
 from ..data.decode import MAX_PIXELS
 from ..data.video import VideoCutOff, sample_frames
 from ..errors import BadSample, ConfigError
@@ -97,6 +98,7 @@ def embed_video(
                 if progress is not None:
                     progress.update(max(0.0, batch[-1][0] + 1 / fps - progress.n))
                 batch = []
+                release_free_memory()  # decoded frames' buffers, freed into the heap: handed back
             if entry is _END:
                 break
     if folder.last is None:
