@@ -124,6 +124,13 @@ def test_bad_video_files_are_skipped_and_listed(tmp_path, library, checkpoint):
         open_source(library / "holiday.mp4")
 
 
+def test_image_commands_skip_a_video_saying_which_command_reads_it(library, checkpoint, capsys):
+    video, photo = str(library / "holiday.mp4"), str(library / "photo0.jpg")
+    assert main(["classify", video, photo, "--labels", "a,b", "--checkpoint", str(checkpoint)]) == 0
+    said = capsys.readouterr()
+    assert "holiday.mp4: skipped: a video: only `cliplab embed` reads videos" in said.out + said.err
+
+
 def test_a_failure_while_encoding_stops_the_decoding_thread(tmp_path, checkpoint):
     import threading
 

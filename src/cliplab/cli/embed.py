@@ -57,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         check_video_options(args.fps, args.fold)
         source = open_source(args.source, split=args.split, videos=True)
         videos = sum(isinstance(item, VideoItem) for item in source.items) if source.has_videos else 0
-        count = f"{len(source.items) - videos:,} images" + (f" and {videos:,} videos" if videos else "")
+        images = len(source.items) - videos
+        count = " and ".join(
+            f"{n:,} {what}{'s' if n != 1 else ''}"
+            for n, what in ((images, "image"), (videos, "video"))
+            if n or not videos
+        )
         say(
             f"{args.source}: {count} ({source.kind}"
             f"{', with captions' if source.has_captions else ''})"

@@ -136,11 +136,15 @@ def image_items(names: list[str]) -> list:
     """The items of IMAGE arguments: a folder stands for the images in it; anything else is read as an image."""
     from pathlib import Path
 
-    from ..data import FileItem, open_source
+    from ..data import FileItem, VideoItem, open_source
+    from ..data.video import is_video
 
     items = []
     for name in names:
-        items += open_source(name).items if Path(name).is_dir() else [FileItem(name, path=name)]
+        if Path(name).is_dir():
+            items += open_source(name).items
+        else:  # a video is skipped, saying that `cliplab embed` reads videos
+            items.append((VideoItem if is_video(name) else FileItem)(name, path=name))
     return items
 
 

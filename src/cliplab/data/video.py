@@ -152,8 +152,8 @@ def sample_frames(
             for packet in container.demux(stream):
                 for frame in packet.decode():
                     decoded += 1
-                    if frame.pts is None:
-                        time = count * step  # no timestamps: assume the frames come at the sampling rate
+                    if frame.pts is None:  # no timestamps: count frames at the rate the stream gives
+                        time = (decoded - 1) / (about.frame_rate or fps)
                     else:
                         time = float(frame.pts * base) - origin
                     shown = float(frame.duration * base) if frame.duration else 1 / (about.frame_rate or fps)
