@@ -158,27 +158,35 @@ def test_dense_segmentation_scores_maps_against_the_masks(monkeypatch):
     assert result.pointing == 1.0 and result.miou == pytest.approx(1.0) and result.scenes == 8
     assert set(result.class_iou) <= set(source.classes) | {"background"} and result.class_iou["background"] == 1.0
     assert 0 <= result.baseline_miou < 0.5  # one class painted everywhere: background is never right
+    # every region the oracle gives is a thing: relabelled by its crop, the background stays exactly itself
+    assert result.class_iou_crops["background"] == 1.0 and 0 <= result.miou_crops <= 1
     assert result.metrics() == {
         "pointing_game": 1.0,
         "mean_iou": result.miou,
+        "mean_iou_crops": result.miou_crops,
         "baseline_mean_iou": result.baseline_miou,
     }
 
 
-def test_eval_segmentation_from_the_command_line(tmp_path, capsys):
+def test_eval_segmentation_from_the_command_line(tmp_path, capsys, monkeypatch):
     from cliplab.cli import main
+    from cliplab.data import sources
+
+    made = sources.synthetic_items  # 60 of the split's 600 scenes: the command's plumbing, not its figures
+    monkeypatch.setattr(sources, "synthetic_items", lambda split, count, seed, size: made(split, 60, seed, size))
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "tiny.safetensors"
     cliplab.save_checkpoint(cliplab.create_model("tiny-ViT/8@32px"), checkpoint)
     args = ["eval", "synthetic:heldout", "--task", "segmentation", "--method", "maskclip", "--checkpoint"]
     assert main([*args, str(checkpoint), "--out", str(tmp_path / "results"), "--no-progress"]) == 0
-    assert "synthetic-heldout (600 scenes), maskclip: pointing game" in capsys.readouterr().out
+    assert "synthetic-heldout (60 scenes), maskclip: pointing game" in capsys.readouterr().out
     [path] = (tmp_path / "results").iterdir()
     record = json.loads(path.read_text())
     assert record["task"] == "segmentation-maskclip" and set(record["metrics"]) == {
         "pointing_game",
         "mean_iou",
+        "mean_iou_crops",
         "baseline_mean_iou",
     }
     assert main(["eval", "sklearn:digits", "--task", "segmentation", "--checkpoint", str(checkpoint)]) == 2
@@ -204,7 +212,9 @@ def test_boxes_average_precision_and_the_detect_command(tmp_path, capsys):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
     boxes = detect(model, image, ["red star", "blue heart"], min_score=0.0, max_boxes=5)
     assert 0 < len(boxes) <= 5 and [b.score for b in boxes] == sorted((b.score for b in boxes), reverse=True)
-    for b in boxes:
+    framed = detect(model, image, ["red star", "blue heart"], min_score=0.0, max_boxes=5, background=["sky", "wall"])
+    assert 0 < len(framed) <= 5 and all(0 <= b.score <= 1 for b in framed)
+    for b in boxes + framed:
         x0, y0, x1, y1 = b.box
         assert b.label in ("red star", "blue heart") and 0 <= x0 < x1 <= 60 and 0 <= y0 < y1 <= 40
         assert b.coco() == [x0, y0, x1 - x0, y1 - y0]
@@ -217,4 +227,54 @@ def test_boxes_average_precision_and_the_detect_command(tmp_path, capsys):
     record = json.loads((tmp_path / "out" / "scene.json").read_text())
     assert [c["name"] for c in record["categories"]] == ["red star", "blue heart"] and record["annotations"]
     assert (tmp_path / "out" / "scene.boxes.png").is_file() and "1 image(s) searched" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "bg"), "--min-score", "0", "--background", "sky,wall"]) == 0
+    assert json.loads((tmp_path / "bg" / "scene.json").read_text())["annotations"]
     assert main([*args, "--max-boxes", "0"]) == 2
+
+
+def test_a_crop_is_the_square_twice_the_box_kept_inside_the_image():
+    from cliplab.dense.crops import context_square
+
+    assert context_square((20, 20, 30, 26), 100, 80) == (15, 13, 35, 33)  # 2 x the longer side, same centre
+    assert context_square((0, 0, 10, 10), 100, 80) == (0, 0, 20, 20)  # moved inside, not cut
+    assert context_square((90, 70, 100, 80), 100, 80) == (80, 60, 100, 80)
+    assert context_square((10, 10, 90, 70), 100, 80) == (10, 0, 90, 80)  # larger than the image: its height
+    assert context_square((20, 20, 30, 26), 100, 80, context=1.0) == (20, 18, 30, 28)
+
+
+def test_label_regions_gives_each_foreground_region_its_crops_label():
+    """A classifier made of the two regions' own crop embeddings must give each region its own crop's
+    label (cosine 1 beats any other); background pixels are never touched."""
+    from cliplab.dense import classify_crops, label_regions
+    from cliplab.dense.crops import context_square
+    from cliplab.transforms import model_transform
+
+    torch.manual_seed(0)
+    model = cliplab.create_model("tiny-ViT/8@32px").eval()
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    seg = np.full((40, 60), 2)  # 2: background
+    seg[5:15, 4:12] = 1  # region A, given the wrong label by its pixels
+    seg[22:34, 40:55] = 0  # region B
+    seg[25, 45] = 1  # a pixel of B that its pixels alone call otherwise
+    boxes = [(4, 5, 12, 15), (40, 22, 55, 34)]
+    transform = model_transform(model)
+    crops = torch.stack([transform(image.crop(context_square(b, 60, 40))) for b in boxes])
+    with torch.no_grad():
+        classifier = model.encode_image(crops, normalize=True).float().t()  # E x 2: A is label 0, B label 1
+    probabilities = classify_crops(model, image, boxes, classifier)
+    assert probabilities.shape == (2, 2) and probabilities.argmax(dim=1).tolist() == [0, 1]
+    out = label_regions(model, image, seg, 2, classifier)
+    assert (out[5:15, 4:12] == 0).all() and (out[22:34, 40:55] == 1).all()
+    assert (out[seg == 2] == 2).all() and ((out != 2) == (seg != 2)).all()
+    assert (label_regions(model, image, np.full((40, 60), 2), 2, classifier) == 2).all()  # nothing to label
+
+
+def test_a_box_fits_the_foreground_when_it_frames_it_exactly():
+    from cliplab.dense.detect import box_fit
+
+    foreground = np.zeros((64, 64), bool)
+    foreground[20:30, 20:30] = True
+    assert box_fit(foreground, (20, 20, 30, 30)) == pytest.approx(1.0)
+    assert box_fit(foreground, (20, 20, 25, 30)) == pytest.approx(0.5)  # half the thing: all of it foreground
+    assert box_fit(foreground, (15, 15, 35, 35)) == pytest.approx(0.25)  # all of it, a quarter of the box
+    assert box_fit(foreground, (40, 40, 50, 50)) == 0.0

@@ -14,8 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "detect",
         help="find boxes of the things you name in images (open-vocabulary, training-free)",
-        description="Candidate boxes from the dense similarity maps and sliding windows, each crop re-scored by "
-        "zero-shot classification, then non-maximum suppression. Writes, per image, NAME.boxes.png and "
+        description="Candidate boxes from the dense similarity maps and sliding windows (and, with --background, "
+        "the foreground's regions), each judged by zero-shot classification of a crop twice its size, then "
+        "non-maximum suppression. Writes, per image, NAME.boxes.png and "
         "NAME.json (COCO-style [x, y, width, height] boxes).",
         epilog='example: cliplab detect street.jpg --labels "car,bicycle,person" --checkpoint ViT-B-16',
     )
@@ -23,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.labels(parser, "comma-separated things to look for, or @FILE with one per line")
     options.templates(parser)
     options.dense_method(parser)
+    options.dense_background(
+        parser, "adds the foreground's regions to the candidates and scores each box by how well it frames them"
+    )
     parser.add_argument("--min-score", type=float, default=0.3, help="boxes scoring less are left out (default: 0.3)")
     parser.add_argument("--max-boxes", type=int, default=10, help="at most this many boxes an image (default: 10)")
     options.out(parser, "the pictures and JSON", default="detect")
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-boxes must be at least 1 and --min-score within 0..1")
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
+    background = options.read_background(args)
     items = options.image_items(args.images)
     model = load_model(options.model_name(args), device=args.device)
     out = Path(args.out)
@@ -58,7 +63,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"{item.path}: skipped: {err.reason}", file=sys.stderr)
             failed += 1
             continue
-        boxes = detect(model, image, labels, templates, args.method, args.min_score, args.max_boxes, cache=cache)
+        boxes = detect(
+            model,
+            image,
+            labels,
+            templates,
+            args.method,
+            args.min_score,
+            args.max_boxes,
+            cache=cache,
+            background=background,
+        )
         stem = unique_stem(Path(item.path).stem, used)
         drawn = image.copy()
         draw = ImageDraw.Draw(drawn)

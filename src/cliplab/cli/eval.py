@@ -321,7 +321,8 @@ def _segmentation(run: EvalRun) -> int:
         path = run.write(result)
         print(
             f"{result.dataset} ({result.scenes} scenes), {method}: pointing game {result.pointing:.1%}, mean IoU "
-            f"{result.miou:.3f} (whole image painted with the top zero-shot label: {result.baseline_miou:.3f}); {path}"
+            f"{result.miou:.3f} by pixel, {result.miou_crops:.3f} by region crops (whole image painted with the top "
+            f"zero-shot label: {result.baseline_miou:.3f}); {path}"
         )
     return 0
 

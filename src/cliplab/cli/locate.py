@@ -23,11 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.labels(parser, "comma-separated things to look for, or @FILE with one per line")
     options.templates(parser)
     options.dense_method(parser)
-    parser.add_argument(
-        "--background",
-        default="",
-        help='comma-separated prompts pooled into a "background" label for the segmentation (e.g. "sky,ground,wall")',
-    )
+    options.dense_background(parser, "the segmentation's pixels that match none of the labels")
     parser.add_argument(
         "--threshold", type=float, help="pixels whose best score is below this are background in the segmentation"
     )
@@ -45,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
-    background = options.read_list(args.background, "background") if args.background else []
+    background = options.read_background(args)
     items = options.image_items(args.images)
     model = load_model(options.model_name(args), device=args.device)
     out = Path(args.out)

@@ -155,3 +155,15 @@ def dense_method(parser: argparse.ArgumentParser) -> None:
         choices=("clearclip", "sclip", "maskclip"),
         help="the last block's rule for the maps (default: clearclip)",
     )
+
+
+def dense_background(parser: argparse.ArgumentParser, use: str) -> None:
+    parser.add_argument(
+        "--background",
+        default="",
+        help=f'comma-separated prompts (or @FILE) pooled into a "background" label: {use} (e.g. "sky,ground,wall")',
+    )
+
+
+def read_background(args: argparse.Namespace) -> list[str]:
+    return read_list(args.background, "background") if args.background else []

@@ -1,12 +1,19 @@
 """Open-vocabulary boxes from any CLIP: candidates from the similarity maps, re-scored by their crops.
 
 1. Candidates: for each label, the connected regions of its map above several shares of the way from
-   its lowest to its highest score, plus a few sliding windows (the whole image, halves' grid).
-2. Each candidate is cropped from the image and encoded as a whole image (ViLD's image branch): the
-   crop's zero-shot probabilities over the labels give its label and score. (Weighting the score by the
-   share of the box the segmentation gives to a thing rather than background was tried and lowered AP
-   on the synthetic scenes: 0.17 -> 0.13; maps at 8 x 8 cells are too coarse a judge of a box's edges.)
-3. Per label, non-maximum suppression at IoU 0.5.
+   its lowest to its highest score, plus a few sliding windows (the whole image, halves' grid); with
+   `background` prompts, also the connected regions of the segmentation's foreground (every pixel whose
+   best label is not the background).
+2. Each candidate is judged on a crop of the square twice its longer side around it (`CONTEXT`), encoded
+   as a whole image (ViLD's image branch): the crop's zero-shot probabilities over the labels give its
+   label. A tight crop shows a thing larger than any training image did and is misread more often
+   (synthetic held-out scenes, AP@0.5 with one thing: 0.06 tight, 0.09 at twice the side, 0.05 at three
+   times, on 150 scenes).
+3. Its score is that probability; with `background`, times how well the box fits the foreground: the
+   share of the box that is foreground times the share of the foreground in its context square that the
+   box holds. The probability alone cannot tell a box around a thing from a box around half of it.
+   (On 150 synthetic held-out scenes with one thing: AP@0.5 0.18 by probability, 0.39 with the fit.)
+4. Per label, non-maximum suppression at IoU 0.5.
 """
 
 from __future__ import annotations
@@ -18,14 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models import Model, model_device
-from ..transforms import model_transform
-from ..zeroshot import DEFAULT_TEMPLATES, PromptCache, build_classifier, probabilities
+from ..models import Model
+from ..zeroshot import DEFAULT_TEMPLATES, PromptCache, build_classifier
+from .crops import CONTEXT, classify_crops, context_square
 from .local import DEFAULT_METHOD
-from .maps import regions, similarity_maps
+from .maps import BACKGROUND, regions, segment, shrink_step, similarity_maps
 
 LEVELS = (0.5, 0.7, 0.85)  # shares of each map's range its regions are cut at
-REGION_SIDE = 64  # regions are found on the map shrunk to at most this many cells a side
 MIN_SIDE = 4  # pixels: smaller candidates are dropped
 
 
@@ -49,17 +55,23 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def mask_candidates(mask: np.ndarray) -> set[tuple[int, int, int, int]]:
+    """Boxes of the connected regions of an (H, W) boolean mask, found on it shrunk to `REGION_SIDE`."""
+    height, width = mask.shape
+    step = shrink_step(height, width)
+    return {
+        (x0 * step, y0 * step, min(width, x1 * step), min(height, y1 * step))
+        for x0, y0, x1, y1 in regions(mask[::step, ::step])
+    }
+
+
 def map_candidates(scores: np.ndarray, levels: Sequence[float] = LEVELS) -> set[tuple[int, int, int, int]]:
     """Boxes of the connected regions of each (H, W) map above `levels` of its range, in its pixels."""
-    height, width = scores.shape[1:]
-    step = max(1, int(np.ceil(max(height, width) / REGION_SIDE)))
     found = set()
     for score in scores:
-        small = score[::step, ::step]
-        span = max(float(small.max() - small.min()), 1e-9)
+        span = max(float(score.max() - score.min()), 1e-9)
         for level in levels:
-            for x0, y0, x1, y1 in regions((small - small.min()) / span >= level):
-                found.add((x0 * step, y0 * step, min(width, x1 * step), min(height, y1 * step)))
+            found |= mask_candidates((score - score.min()) / span >= level)
     return found
 
 
@@ -71,6 +83,17 @@ def window_candidates(width: int, height: int) -> set[tuple[int, int, int, int]]
         for x in range(0, width - w + 1, max(1, w // 2)):
             found.add((x, y, x + w, y + h))
     return found
+
+
+def box_fit(foreground: np.ndarray, box: tuple[int, int, int, int], context: float = CONTEXT) -> float:
+    """How well a box frames the foreground around it: the share of the box that is foreground times the
+    share of the foreground in the box's context square that lies inside the box (1 for a box that is
+    exactly a thing with nothing else around it)."""
+    x0, y0, x1, y1 = box
+    inside = float(foreground[y0:y1, x0:x1].sum())
+    cx0, cy0, cx1, cy1 = context_square(box, foreground.shape[1], foreground.shape[0], context)
+    around = float(foreground[cy0:cy1, cx0:cx1].sum())
+    return inside / max((x1 - x0) * (y1 - y0), 1) * inside / max(around, inside, 1.0)
 
 
 def nms(boxes: list[Box], threshold: float = 0.5) -> list[Box]:
@@ -94,20 +117,26 @@ def detect(
     nms_threshold: float = 0.5,
     cache: PromptCache | None = None,
     batch_size: int = 64,
+    context: float = CONTEXT,
+    background: Sequence[str] = (),
 ) -> list[Box]:
-    """Boxes with a label and a score, best first (see the module's documentation)."""
+    """Boxes with a label and a score, best first (see the module's documentation). `background`: prompts
+    naming what is not a thing (pooled as in `similarity_maps`); they add the foreground's regions to the
+    candidates and weigh each score by how well its box fits the foreground."""
     cache = cache if cache is not None else PromptCache()
     labels = list(labels)
-    maps = similarity_maps(model, image, labels, templates, method, cache=cache)
-    candidates = map_candidates(maps.scores) | window_candidates(image.width, image.height)
+    maps = similarity_maps(model, image, labels, templates, method, background, cache=cache)
+    candidates = map_candidates(maps.scores[: len(labels)]) | window_candidates(image.width, image.height)
+    foreground = None
+    if background:
+        foreground = segment(maps) != maps.labels.index(BACKGROUND)
+        candidates |= mask_candidates(foreground)
     candidates = sorted(c for c in candidates if c[2] - c[0] >= MIN_SIDE and c[3] - c[1] >= MIN_SIDE)
-    classifier = build_classifier(model, labels, list(templates), cache=cache).float()
-    transform = model_transform(model)
+    classifier = build_classifier(model, labels, list(templates), cache=cache)
+    best, which = classify_crops(model, image, candidates, classifier, context, batch_size).max(dim=1)
     found = []
-    for start in range(0, len(candidates), batch_size):
-        part = candidates[start : start + batch_size]
-        pixels = torch.stack([transform(image.crop(box)) for box in part]).to(model_device(model))
-        features = model.encode_image(pixels, normalize=True).float()
-        best, which = probabilities(model, features, classifier).max(dim=1)
-        found += [Box(labels[c], p, box) for box, p, c in zip(part, best.tolist(), which.tolist())]
+    for box, p, c in zip(candidates, best.tolist(), which.tolist()):
+        if foreground is not None:
+            p *= box_fit(foreground, box, context)
+        found.append(Box(labels[c], p, box))
     return [box for box in nms(found, nms_threshold) if box.score >= min_score][:max_boxes]

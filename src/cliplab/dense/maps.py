@@ -22,6 +22,7 @@ from ..zeroshot import DEFAULT_TEMPLATES, PromptCache, build_classifier, check_l
 from .local import DEFAULT_METHOD, METHODS, local_embeddings
 
 BACKGROUND = "background"
+REGION_SIDE = 64  # regions of a large image are found on its maps shrunk to at most this many cells a side
 BACKGROUND_PROMPTS = ("background", "ground", "sky", "wall", "floor", "grass", "tree", "building", "water", "road")
 
 
@@ -85,26 +86,49 @@ def segment(maps: DenseMaps, threshold: float | None = None) -> np.ndarray:
     return best
 
 
-def regions(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Bounding boxes (x0, y0, x1, y1), exclusive ends, of the 4-connected regions of a boolean mask, in
-    the order their first pixel is met row by row."""
+def shrink_step(height: int, width: int) -> int:
+    """The stride that shrinks an image's maps to at most `REGION_SIDE` cells a side, to find regions on."""
+    return max(1, int(np.ceil(max(height, width) / REGION_SIDE)))
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """(labels, count): each pixel of a boolean mask numbered by its 4-connected region, 1..count in the
+    order a region's first pixel is met row by row; 0 outside the mask."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ConfigError("a mask is a 2-d array")
     height, width = mask.shape
-    seen = np.zeros_like(mask)
-    boxes = []
+    numbers = np.zeros(mask.shape, np.int32)
+    count = 0
     for start in zip(*np.nonzero(mask)):
-        if seen[start]:
+        if numbers[start]:
             continue
-        seen[start] = True
-        stack, (y0, x0), (y1, x1) = [start], start, start
+        count += 1
+        numbers[start] = count
+        stack = [start]
         while stack:
             y, x = stack.pop()
-            y0, y1, x0, x1 = min(y0, y), max(y1, y), min(x0, x), max(x1, x)
             for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
+                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not numbers[ny, nx]:
+                    numbers[ny, nx] = count
                     stack.append((ny, nx))
-        boxes.append((int(x0), int(y0), int(x1) + 1, int(y1) + 1))
-    return boxes
+    return numbers, count
+
+
+def regions(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x0, y0, x1, y1), exclusive ends, of the 4-connected regions of a boolean mask, in
+    the order their first pixel is met row by row."""
+    return region_boxes(*components(mask))
+
+
+def region_boxes(numbers: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes of regions 1..count of a `components` numbering."""
+    ys, xs = np.nonzero(numbers)
+    which = numbers[ys, xs] - 1
+    x0, y0 = np.full(count, numbers.shape[1]), np.full(count, numbers.shape[0])
+    x1, y1 = np.zeros(count, int), np.zeros(count, int)
+    np.minimum.at(x0, which, xs)
+    np.minimum.at(y0, which, ys)
+    np.maximum.at(x1, which, xs + 1)
+    np.maximum.at(y1, which, ys + 1)
+    return [(int(a), int(b), int(c), int(d)) for a, b, c, d in zip(x0, y0, x1, y1)]
