@@ -13,6 +13,7 @@ from PIL import Image
 import cliplab
 from cliplab.dense import METHODS, local_embeddings, regions, segment, similarity_maps
 from cliplab.dense.local import _heads, _merge, resnet_values, vit_tokens
+from cliplab.dense.maps import components
 from cliplab.errors import ConfigError
 
 
@@ -111,6 +112,19 @@ def test_the_locate_command_writes_maps_a_segmentation_and_json(tmp_path, capsys
         assert found["area"] == pytest.approx((indices == i).mean())
     with Image.open(tmp_path / "out" / "scene.maps.png") as sheet:
         assert sheet.width == 3 * 320  # one panel per label
+    # regions labelled by their crops: the same foreground, each region one label
+    assert (
+        main([*args, "--background", "sky,ground", "--out", str(tmp_path / "crops"), "--method", "sclip", "--crops"])
+        == 0
+    )
+    assert json.loads((tmp_path / "crops" / "scene.json").read_text())["regions_labelled_by"] == "crops"
+    with Image.open(tmp_path / "crops" / "scene.segmentation.png") as seg:
+        by_crops = np.asarray(seg)
+    assert ((by_crops == 2) == (indices == 2)).all()
+    numbers, count = components(by_crops != 2)
+    assert all(len(np.unique(by_crops[numbers == r])) == 1 for r in range(1, count + 1))
+    assert main([*args, "--crops"]) == 2  # nothing says what the background is
+    assert "give --background or --threshold" in capsys.readouterr().err
     assert main(["locate", images[2], "--labels", "x", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 1
 
 

@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threshold", type=float, help="pixels whose best score is below this are background in the segmentation"
     )
+    parser.add_argument(
+        "--crops",
+        action="store_true",
+        help="with --background or --threshold: label each connected region of the foreground by zero-shot "
+        "classification of its crop (twice its size) instead of each pixel by its own best label",
+    )
     options.out(parser, "the pictures and JSON", default="locate")
     options.checkpoint(parser)
     options.device(parser)
@@ -35,15 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import BadSample
-    from ..dense import render, segment, similarity_maps
+    from ..dense import BACKGROUND, label_regions, render, segment, similarity_maps
+    from ..errors import ConfigError
     from ..files import write_json
     from ..loading import load_model
+    from ..zeroshot import PromptCache, build_classifier
 
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
     background = options.read_background(args)
+    if args.crops and not background and args.threshold is None:
+        raise ConfigError("--crops labels the regions of the foreground: give --background or --threshold too")
     items = options.image_items(args.images)
     model = load_model(options.model_name(args), device=args.device)
+    cache = PromptCache()
+    classifier = build_classifier(model, labels, templates, cache=cache) if args.crops else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -55,8 +67,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{item.path}: skipped: {err.reason}", file=sys.stderr)
             failed += 1
             continue
-        maps = similarity_maps(model, image, labels, templates, args.method, background)
+        maps = similarity_maps(model, image, labels, templates, args.method, background, cache=cache)
         seg = segment(maps, args.threshold)
+        if classifier is not None:
+            seg = label_regions(
+                model,
+                image.convert("RGB"),
+                seg,
+                maps.labels.index(BACKGROUND) if background else len(labels),
+                classifier,
+            )
         stem = unique_stem(Path(item.path).stem, used)
         render.map_panels(image, maps).save(out / f"{stem}.maps.png")
         render.segmentation_image(seg, maps.labels).save(out / f"{stem}.segmentation.png")
@@ -73,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             "legend": render.legend(maps.labels),
             "maps": f"{stem}.maps.png",
             "segmentation": f"{stem}.segmentation.png",
+            "regions_labelled_by": "crops" if args.crops else "pixels",
         }
         write_json(out / f"{stem}.json", record)
         best = max(found[: len(labels)], key=lambda f: f["peak"])
