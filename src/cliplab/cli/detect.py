@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "detect",
         help="find boxes of the things you name in images (open-vocabulary, training-free)",
         description="Candidate boxes from the dense similarity maps and sliding windows (and, with --background, "
-        "the foreground's regions), each judged by zero-shot classification of a crop twice its size, then "
+        "the foreground's regions), each judged by zero-shot classification of a crop 1.5 times its size, then "
         "non-maximum suppression. Writes, per image, NAME.boxes.png and "
         "NAME.json (COCO-style [x, y, width, height] boxes).",
         epilog='example: cliplab detect street.jpg --labels "car,bicycle,person" --checkpoint ViT-B-16',

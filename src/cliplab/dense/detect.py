@@ -4,11 +4,9 @@
    its lowest to its highest score, plus a few sliding windows (the whole image, halves' grid); with
    `background` prompts, also the connected regions of the segmentation's foreground (every pixel whose
    best label is not the background).
-2. Each candidate is judged on a crop of the square twice its longer side around it (`CONTEXT`), encoded
-   as a whole image (ViLD's image branch): the crop's zero-shot probabilities over the labels give its
-   label. A tight crop shows a thing larger than any training image did and is misread more often
-   (synthetic held-out scenes, AP@0.5 with one thing: 0.06 tight, 0.09 at twice the side, 0.05 at three
-   times, on 150 scenes).
+2. Each candidate is judged on a crop of the square 1.5 times its longer side around it (`CONTEXT`,
+   chosen as `cliplab.dense.crops` says), encoded as a whole image (ViLD's image branch): the crop's
+   zero-shot probabilities over the labels give its label.
 3. Its score is that probability; with `background`, times how well the box fits the foreground: the
    share of the box that is foreground times the share of the foreground in its context square that the
    box holds. The probability alone cannot tell a box around a thing from a box around half of it.
@@ -27,12 +25,13 @@ from PIL import Image
 
 from ..models import Model
 from ..zeroshot import DEFAULT_TEMPLATES, PromptCache, build_classifier
-from .crops import CONTEXT, classify_crops, context_square
+from .crops import classify_crops, context_square
 from .local import DEFAULT_METHOD
 from .maps import BACKGROUND, regions, segment, shrink_step, similarity_maps
 
 LEVELS = (0.5, 0.7, 0.85)  # shares of each map's range its regions are cut at
 MIN_SIDE = 4  # pixels: smaller candidates are dropped
+CONTEXT = 1.5  # a box is judged on the square 1.5 times its longer side (see `crops`: wider shows neighbours)
 
 
 @dataclass

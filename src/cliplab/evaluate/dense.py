@@ -215,9 +215,9 @@ def dense_detection(
     positives = np.zeros(len(classes), int)
     for n, item in enumerate(tqdm(items, desc=f"detect {method}", unit="scene", disable=not progress)):
         scene = item.scene
-        if objects != len(scene.things):  # the same scene index, drawn with more things
+        if objects != len(scene.things):  # the same scene index and seed, drawn with more things
             split = source.name.removeprefix("synthetic-")
-            scene = item.world.scene(n, SPLITS[split][1], split, objects)
+            scene = item.world.scene(n, getattr(source.items, "seed", SPLITS[split][1]), split, objects)
         image = item.world.render(scene, item.size)
         truth = [
             (classes.index(f"{t.colour} {t.shape}"), box)
