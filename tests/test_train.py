@@ -265,7 +265,7 @@ def test_torchrun_two_processes_train_like_one(tmp_path, table, variant):
     caching too; and with a locked image tower cached (the first process computes it, the other waits
     and reads it)."""
     options = [f"data={table}", "batch_size=8", "max_steps=3", "workers=0", "progress=false", "tensorboard=false"]
-    options += ["plots=false", "warmup_steps=1"] + [f"{k}={v}" for k, v in TAME_ADAM.items()]
+    options += ["plots=false", "warmup_steps=1", f"val_data={table}"] + [f"{k}={v}" for k, v in TAME_ADAM.items()]
     options += {"plain": [], "micro": ["micro_batch_size=2"], "cached": ["lock_image=true", "augment=false"]}[variant]
     one = run_cli(cli(*options, f"out={tmp_path / 'one'}"), env={"CLIPLAB_CACHE": str(tmp_path / "cache-one")})
     assert one.returncode == 0, one.stderr
@@ -279,8 +279,13 @@ def test_torchrun_two_processes_train_like_one(tmp_path, table, variant):
         assert "48 images cached (48 computed now; 0 unusable)" in one.stdout
         assert two.stdout.count("48 images cached (48 computed now") == 1  # said once, by the first process
     assert_same_weights(tmp_path / "one" / "model.safetensors", tmp_path / "two" / "model.safetensors", atol=1e-6)
-    losses = [
-        [json.loads(line)["train/loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         for run in ("one", "two")
     ]
-    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    losses = [[r["train/loss"] for r in run if "train/loss" in r] for run in records]
+    assert losses[0] and losses[0] == pytest.approx(losses[1], abs=1e-5)
+    # validation (one process validates for both): the same figures, the loss over the same global batch
+    validated = [[r for r in run if "val/loss" in r] for run in records]
+    assert validated[0] and validated[0][-1]["val/loss"] == pytest.approx(validated[1][-1]["val/loss"], abs=1e-5)
+    assert validated[0][-1] == pytest.approx(validated[1][-1], abs=1e-5)

@@ -418,7 +418,7 @@ class Trainer:
     def _validate(self) -> None:
         if self.validation is not None:  # only the first process holds a validation set
             autocast = torch.autocast(self.place.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-            metrics = self.validation.evaluate(self.model, self.local_batch, autocast)
+            metrics = self.validation.evaluate(self.model, self.local_batch, autocast, self.config.batch_size)
             self.log.log(self.step, metrics)
             self._last_metrics.update(metrics)
             if self.validation.skipped:

@@ -37,8 +37,15 @@ class ValidationSet:
 
     @torch.no_grad()
     def evaluate(
-        self, model: Model, batch_size: int, autocast: AbstractContextManager | None = None
+        self,
+        model: Model,
+        batch_size: int,
+        autocast: AbstractContextManager | None = None,
+        loss_batch: int | None = None,
     ) -> dict[str, float]:
+        """Recall both ways and the loss. `batch_size`: how many images or captions are encoded at once;
+        `loss_batch` (default `batch_size`): the training's global batch, which the loss is averaged over
+        (one process validates for all, so the figure must not depend on how many share the training)."""
         if self.image_cache is not None:
             kept = [i for i in range(len(self.items)) if i not in self.image_cache.bad]
             self.skipped = Counter(self.image_cache.bad.values())
@@ -68,12 +75,12 @@ class ValidationSet:
         metrics = {
             f"val/{name}": value for name, value in retrieval_metrics(image_features, texts, owners_tensor).items()
         }
-        metrics["val/loss"] = self._loss(model, image_features, texts, owners_tensor, batch_size)
+        metrics["val/loss"] = self._loss(model, image_features, texts, owners_tensor, loss_batch or batch_size)
         return metrics
 
     @staticmethod
     def _loss(model: Model, images: torch.Tensor, texts: torch.Tensor, owners: torch.Tensor, batch_size: int) -> float:
-        """The training loss on (image, first caption) pairs, in batches of the training batch size.
+        """The training loss on (image, first caption) pairs, in batches of the training's global batch size.
 
         Computed here in one process (not through ClipLoss, which would gather across processes).
         """
