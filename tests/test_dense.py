@@ -125,6 +125,10 @@ def test_the_locate_command_writes_maps_a_segmentation_and_json(tmp_path, capsys
     assert all(len(np.unique(by_crops[numbers == r])) == 1 for r in range(1, count + 1))
     assert main([*args, "--crops"]) == 2  # nothing says what the background is
     assert "give --background or --threshold" in capsys.readouterr().err
+    assert main([*args, "--threshold", "nan"]) == 2
+    assert main([*args, "--background", " , "]) == 2  # given, naming nothing: not silently no background
+    err = capsys.readouterr().err
+    assert "--threshold must be a number" in err and "names no prompts" in err
     assert main(["locate", images[2], "--labels", "x", "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 1
 
 

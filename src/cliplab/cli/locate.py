@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import BadSample
-    from ..dense import BACKGROUND, label_regions, render, segment, similarity_maps
+    from ..dense import label_regions, render, segment, similarity_maps
+    from ..dense.maps import background_index
     from ..errors import ConfigError
     from ..files import write_json
     from ..loading import load_model
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     labels = options.read_list(args.labels, "labels")
     templates = options.read_templates(args)
     background = options.read_background(args)
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise ConfigError(f"--threshold must be a number, not {args.threshold}")
     if args.crops and not background and args.threshold is None:
         raise ConfigError("--crops labels the regions of the foreground: give --background or --threshold too")
     items = options.image_items(args.images)
@@ -70,13 +74,7 @@ def run(args: argparse.Namespace) -> int:
         maps = similarity_maps(model, image, labels, templates, args.method, background, cache=cache)
         seg = segment(maps, args.threshold)
         if classifier is not None:
-            seg = label_regions(
-                model,
-                image.convert("RGB"),
-                seg,
-                maps.labels.index(BACKGROUND) if background else len(labels),
-                classifier,
-            )
+            seg = label_regions(model, image.convert("RGB"), seg, background_index(maps), classifier)
         stem = unique_stem(Path(item.path).stem, used)
         render.map_panels(image, maps).save(out / f"{stem}.maps.png")
         render.segmentation_image(seg, maps.labels).save(out / f"{stem}.segmentation.png")

@@ -166,4 +166,12 @@ def dense_background(parser: argparse.ArgumentParser, use: str) -> None:
 
 
 def read_background(args: argparse.Namespace) -> list[str]:
-    return read_list(args.background, "background") if args.background else []
+    """The --background prompts; none when not given, an error when given and naming none."""
+    from ..errors import ConfigError
+
+    if not args.background:
+        return []
+    prompts = read_list(args.background, "background")
+    if not prompts:
+        raise ConfigError(f"--background {args.background!r} names no prompts")
+    return prompts

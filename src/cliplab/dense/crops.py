@@ -23,7 +23,7 @@ from PIL import Image
 from ..models import Model, model_device
 from ..transforms import model_transform
 from ..zeroshot import probabilities
-from .maps import components, region_boxes, shrink_step
+from .maps import coarse_regions
 
 CONTEXT = 2.0  # a region is judged on the square around it this many times its longer side
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, exclusive ends
@@ -74,16 +74,12 @@ def label_regions(
     """The segmentation with each connected region of its foreground (pixels not `background`) relabelled
     by its crop's best label. Regions are found on the segmentation shrunk to at most `REGION_SIDE`
     cells a side (pixels of a region too small to survive the shrinking keep their own label)."""
-    height, width = segmentation.shape
-    step = shrink_step(height, width)
-    numbers, count = components(segmentation[::step, ::step] != background)
-    if not count:
+    numbers, step, boxes = coarse_regions(segmentation != background)
+    if not boxes:
         return segmentation
-    boxes = [
-        (x0 * step, y0 * step, min(width, x1 * step), min(height, y1 * step))
-        for x0, y0, x1, y1 in region_boxes(numbers, count)
-    ]
     labels = classify_crops(model, image, boxes, classifier, context).argmax(dim=1).numpy()
-    full = numbers.repeat(step, axis=0).repeat(step, axis=1)[:height, :width]  # each pixel's region, 0 for none
+    full = numbers.repeat(step, axis=0).repeat(step, axis=1)[
+        : segmentation.shape[0], : segmentation.shape[1]
+    ]  # each pixel's region, 0 for none
     relabelled = np.where(full > 0, labels[np.maximum(full - 1, 0)], segmentation)
     return np.where(segmentation == background, segmentation, relabelled)

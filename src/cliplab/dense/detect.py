@@ -27,7 +27,7 @@ from ..models import Model
 from ..zeroshot import DEFAULT_TEMPLATES, PromptCache, build_classifier
 from .crops import classify_crops, context_square
 from .local import DEFAULT_METHOD
-from .maps import BACKGROUND, regions, segment, shrink_step, similarity_maps
+from .maps import background_index, coarse_regions, segment, similarity_maps
 
 LEVELS = (0.5, 0.7, 0.85)  # shares of each map's range its regions are cut at
 MIN_SIDE = 4  # pixels: smaller candidates are dropped
@@ -56,12 +56,7 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 def mask_candidates(mask: np.ndarray) -> set[tuple[int, int, int, int]]:
     """Boxes of the connected regions of an (H, W) boolean mask, found on it shrunk to `REGION_SIDE`."""
-    height, width = mask.shape
-    step = shrink_step(height, width)
-    return {
-        (x0 * step, y0 * step, min(width, x1 * step), min(height, y1 * step))
-        for x0, y0, x1, y1 in regions(mask[::step, ::step])
-    }
+    return set(coarse_regions(mask)[2])
 
 
 def map_candidates(scores: np.ndarray, levels: Sequence[float] = LEVELS) -> set[tuple[int, int, int, int]]:
@@ -128,7 +123,7 @@ def detect(
     candidates = map_candidates(maps.scores[: len(labels)]) | window_candidates(image.width, image.height)
     foreground = None
     if background:
-        foreground = segment(maps) != maps.labels.index(BACKGROUND)
+        foreground = segment(maps) != background_index(maps)
         candidates |= mask_candidates(foreground)
     candidates = sorted(c for c in candidates if c[2] - c[0] >= MIN_SIDE and c[3] - c[1] >= MIN_SIDE)
     classifier = build_classifier(model, labels, list(templates), cache=cache)

@@ -81,14 +81,31 @@ def segment(maps: DenseMaps, threshold: float | None = None) -> np.ndarray:
     below it are background (index len(labels), or the "background" label when the maps have one)."""
     best = maps.scores.argmax(axis=0)
     if threshold is not None:
-        background = maps.labels.index(BACKGROUND) if BACKGROUND in maps.labels else len(maps.labels)
-        best = np.where(maps.scores.max(axis=0) >= threshold, best, background)
+        best = np.where(maps.scores.max(axis=0) >= threshold, best, background_index(maps))
     return best
+
+
+def background_index(maps: DenseMaps) -> int:
+    """The label index `segment` gives background pixels: the "background" label's, or one past the labels."""
+    return maps.labels.index(BACKGROUND) if BACKGROUND in maps.labels else len(maps.labels)
 
 
 def shrink_step(height: int, width: int) -> int:
     """The stride that shrinks an image's maps to at most `REGION_SIDE` cells a side, to find regions on."""
     return max(1, int(np.ceil(max(height, width) / REGION_SIDE)))
+
+
+def coarse_regions(mask: np.ndarray) -> tuple[np.ndarray, int, list[tuple[int, int, int, int]]]:
+    """The regions of a mask, found on it shrunk by `shrink_step`: (their numbering at the shrunk size, the
+    step, their boxes in the mask's own pixels)."""
+    height, width = mask.shape
+    step = shrink_step(height, width)
+    numbers, count = components(mask[::step, ::step])
+    boxes = [
+        (x0 * step, y0 * step, min(width, x1 * step), min(height, y1 * step))
+        for x0, y0, x1, y1 in region_boxes(numbers, count)
+    ]
+    return numbers, step, boxes
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
