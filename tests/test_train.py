@@ -70,6 +70,8 @@ def test_sigkill_mid_epoch_then_resume_ends_bitwise_identical(tmp_path, table, s
     # 48 samples / batch 8 = 6 steps per epoch; 2 epochs; checkpoints every 4 steps: step 4 is mid-epoch.
     options = [f"data={data}", "batch_size=8", "epochs=2", "checkpoint_every=4", "workers=2", "patch_dropout=0.25"]
     options += [f"{k}={v}" for k, v in QUIET.items()]
+    if source == "shards":
+        options.append("ema=0.9")  # the saved model is the weights' average: it resumes with them
     whole = run_cli(cli(*options, f"out={tmp_path / 'whole'}"))
     assert whole.returncode == 0, whole.stderr
 
@@ -289,3 +291,50 @@ def test_torchrun_two_processes_train_like_one(tmp_path, table, variant):
     validated = [[r for r in run if "val/loss" in r] for run in records]
     assert validated[0] and validated[0][-1]["val/loss"] == pytest.approx(validated[1][-1]["val/loss"], abs=1e-5)
     assert validated[0][-1] == pytest.approx(validated[1][-1], abs=1e-5)
+
+
+def test_the_weight_average_is_what_is_validated_and_saved(tmp_path, table):
+    """`ema`: training itself is unchanged (the checkpoints hold the trained weights), and the saved model
+    is the average of the weights after each step, computed here from a plain run's checkpoints."""
+    common = {"data": str(table), "batch_size": 8, "max_steps": 4, "workers": 0, "checkpoint_every": 1}
+    common |= {"keep_checkpoints": 10, "val_data": str(table)}
+    plain = train(config(**common, out=str(tmp_path / "plain")))
+    averaged = train(config(**common, ema=0.8, out=str(tmp_path / "ema")))
+    for step in range(1, 5):
+        name = f"checkpoints/step_{step:08d}/model.safetensors"
+        assert_same_weights(tmp_path / "plain" / name, tmp_path / "ema" / name)
+    torch.manual_seed(0)
+    average = cliplab.create_model("tiny-ViT/8@64px").state_dict()
+    for step in range(1, 5):
+        decay = min(0.8, (1 + step) / (10 + step))
+        trained = weights(tmp_path / "plain" / f"checkpoints/step_{step:08d}/model.safetensors")
+        average = {k: decay * average[k] + (1 - decay) * trained[k] for k in average}
+    saved = weights(averaged.model_path)
+    assert not torch.equal(saved["text_projection"], weights(plain.model_path)["text_projection"])
+    for key, value in average.items():
+        torch.testing.assert_close(saved[key], value, atol=1e-6, rtol=0, msg=key)
+    # the last validation scored the average: the model saved
+    model, preprocess = cliplab.load(averaged.model_path)
+    items = open_source(table).items
+    with torch.no_grad():
+        images = model.encode_image(torch.stack([preprocess(item.open_image()) for item in items]), normalize=True)
+        texts = model.encode_text(cliplab.tokenize([c for item in items for c in item.captions]), normalize=True)
+    owners = torch.tensor([i for i, item in enumerate(items) for _ in item.captions])
+    expected = retrieval_metrics(images, texts, owners)
+    assert averaged.metrics["val/text_to_image_R@5"] == pytest.approx(expected["text_to_image_R@5"])
+
+
+def test_temperature_and_crop_options(tmp_path, table):
+    options = dict(data=str(table), batch_size=8, max_steps=1, lr=1e-9, workers=0, out=str(tmp_path / "t"))
+    run = train(config(**options, temperature_init=30))
+    assert run.metrics["train/logit_scale"] == pytest.approx(30.0, rel=1e-4)
+    crops = Trainer(config(**options, crop_scale=[0.3, 0.5])).transform.transforms[1]
+    assert type(crops).__name__ == "RandomResizedCrop" and crops.scale == (0.3, 0.5)
+    with pytest.raises(ValueError, match="temperature_init must be between 1 and 100"):
+        config(data="x", temperature_init=0.5)
+    with pytest.raises(ValueError, match=r"crop_scale must be \[low, high\]"):
+        config(data="x", crop_scale=[0.5])
+    with pytest.raises(ValueError, match=r"crop_scale must be \[low, high\]"):
+        config(data="x", crop_scale=[0.8, 0.4])
+    with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
+        config(data="x", ema=1.0)

@@ -76,10 +76,10 @@ def image_transform(
     return Compose([to_8bit, *geometry, to_rgb, ToTensor(), Normalize(mean, std)])
 
 
-def model_transform(model, train: bool = False) -> Transform:
+def model_transform(model, train: bool = False, crop_scale: tuple[float, float] = TRAIN_CROP_SCALE) -> Transform:
     """The preprocessing a model expects: its image size, normalisation and resizing (OpenAI's for
-    nearly every CLIP model)."""
+    nearly every CLIP model); training's random crops take `crop_scale` of the image's area."""
     mean = getattr(model, "image_mean", OPENAI_MEAN)
     std = getattr(model, "image_std", OPENAI_STD)
     resize = getattr(model, "image_resize", "shortest")
-    return image_transform(model.image_size, train=train, mean=mean, std=std, resize=resize)
+    return image_transform(model.image_size, train=train, mean=mean, std=std, resize=resize, crop_scale=crop_scale)

@@ -22,6 +22,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from ..errors import ConfigError
 from ..extras import require
 from ..files import read_user_text, write_text
+from ..models.protocol import MAX_LOGIT_SCALE
 
 
 @dataclass
@@ -53,6 +54,9 @@ class TrainConfig:
     resample: bool = False  # shards: draw shards with replacement (an endless stream)
     workers: int = 2  # image-decoding processes
     augment: bool = True  # random resized crops (tables, folders); false: the evaluation crop (LiT's setting)
+    crop_scale: list[float] = field(
+        default_factory=lambda: [0.9, 1.0]
+    )  # augment: the crops' share of the image's area, [low, high]
     cache_features: bool = True  # compute a fully locked tower once per image/caption and reuse it (see README)
     # Validation
     val_data: str = ""  # a captioned source to validate on (default: `data`, when val_split is set)
@@ -72,6 +76,8 @@ class TrainConfig:
     eps: float = 1e-6  # AdamW's epsilon
     grad_clip: float | None = None  # clip the global gradient norm to this
     loss: str = "clip"  # "clip" (the paper's softmax loss) or "siglip" (sigmoid, with a learned bias)
+    temperature_init: float | None = None  # the starting exp(t) that scales cosines (default: 1/0.07; SigLIP's 10)
+    ema: float = 0.0  # keep a moving average of the weights with this decay (e.g. 0.995): validated and saved
     local_loss: bool = True  # with several processes: each scores only its rows (same gradients)
     # Model options for training
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, float32 elsewhere), "fp32" or "bf16"
@@ -135,7 +141,12 @@ class TrainConfig:
                 problems.append(f"{name} must be a finite number of at least 0, got {getattr(self, name)}")
         if self.min_lr > self.lr:
             problems.append(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
-        for name in ("beta1", "beta2"):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.crop_scale)
+        if not (len(self.crop_scale) == 2 and numbers and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1):
+            problems.append(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+        if self.temperature_init is not None and not 1 <= self.temperature_init <= MAX_LOGIT_SCALE:
+            problems.append(f"temperature_init must be between 1 and {MAX_LOGIT_SCALE:g}, got {self.temperature_init}")
+        for name in ("beta1", "beta2", "ema"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if problems:

@@ -9,6 +9,7 @@ is the same as a function. The run folder (`config.out`) receives `config.yaml`,
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from ..models import Model
 from ..transforms import model_transform
 from . import checkpoint as ckpt
 from .config import TrainConfig, save_config
+from .ema import WeightAverage
 from .features import CachedCaptionDataset, CachedTower, cache_plan, cache_tower, plain_captions
 from .initial import initial_model
 from .metrics import MetricsLog, drop_records_after, plot_metrics
@@ -89,6 +91,9 @@ class Trainer:
             raise ConfigError("both towers locked leave nothing to train but the temperature")
         self.model.set_grad_checkpointing(config.grad_checkpointing)
         self.head = ContrastiveForward(self.model, config.loss).to(device)
+        if config.temperature_init is not None:
+            with torch.no_grad():
+                self.model.logit_scale.fill_(math.log(config.temperature_init))
         self.parameters = [p for p in self.head.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(
             self.head, config.lr, config.weight_decay, (config.beta1, config.beta2), config.eps
@@ -101,6 +106,7 @@ class Trainer:
         if config.compile:
             self.forward = torch.compile(self.forward)
 
+        self.average = WeightAverage(self.head, config.ema) if config.ema else None
         self._setup_data()
         self.head.cached = frozenset(self.cached)
         self.step = 0
@@ -148,7 +154,9 @@ class Trainer:
             image_size=model.image_size,
             **columns,
         )
-        self.transform = model_transform(model, train=source.allows_crops and config.augment)
+        self.transform = model_transform(
+            model, train=source.allows_crops and config.augment, crop_scale=tuple(config.crop_scale)
+        )
         towers, self.cache_notes = cache_plan(config, source)
         self.cached = self._cache(towers, source, self.transform)
         dataset = None
@@ -366,6 +374,8 @@ class Trainer:
         self.bad_in_row = 0
         self.optimizer.step()
         clamp_logit_scale_(self.model)
+        if self.average is not None:
+            self.average.update(self.head)
         return float(loss)
 
     def _account(self, batch) -> None:
@@ -418,7 +428,8 @@ class Trainer:
     def _validate(self) -> None:
         if self.validation is not None:  # only the first process holds a validation set
             autocast = torch.autocast(self.place.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-            metrics = self.validation.evaluate(self.model, self.local_batch, autocast, self.config.batch_size)
+            with self._averaged():
+                metrics = self.validation.evaluate(self.model, self.local_batch, autocast, self.config.batch_size)
             self.log.log(self.step, metrics)
             self._last_metrics.update(metrics)
             if self.validation.skipped:
@@ -426,12 +437,19 @@ class Trainer:
         self._last_validation = self.step
         distributed.barrier()
 
+    def _averaged(self):
+        """Inside it the model holds the weight average (`ema`), when the run keeps one."""
+        return self.average.swapped_in(self.head) if self.average is not None else nullcontext()
+
     # ----- checkpoints -----
 
     def _check_finite(self) -> None:
         """Weights with a non-finite value are never saved: the run stops and names its last good checkpoint."""
         tensors = self.model.state_dict()
         broken = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if self.average is not None:
+            averaged = zip(self.average.names, self.average.average, strict=True)
+            broken += [f"{name} (averaged)" for name, t in averaged if not torch.isfinite(t).all()]
         if broken:
             raise TrainingDiverged(
                 f"at step {self.step}, {len(broken)} of the model's {len(tensors)} tensors hold infinities or NaNs "
@@ -458,6 +476,8 @@ class Trainer:
         path = None
         if self.place.is_main:
             tensors = {"optimizer": self.optimizer.state_dict(), "rng": [state["rng"] for state in rank_states]}
+            if self.average is not None:  # the checkpoint's model holds the trained weights, to resume them
+                tensors["ema"] = self.average.state_dict()
             state = {
                 "step": self.step,
                 "epoch": self.step // self.steps_per_epoch,
@@ -520,6 +540,13 @@ class Trainer:
             model_state["logit_bias"] = tensors["logit_bias"]  # written before the bias lived on the model
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(tensors["optimizer"])
+        if self.average is not None:
+            if "ema" in tensors:
+                self.average.load_state_dict(tensors["ema"])
+            else:
+                self.average = WeightAverage(self.head, self.config.ema)
+                if self.place.is_main:
+                    print(f"cliplab train: {path} holds no weight average; it starts from its weights")
         self.step = state["step"]
         self.bad_steps, self.bad_in_row = state["bad_steps"], state["bad_in_row"]
         self._last_validation = state.get("last_validation")
@@ -543,7 +570,8 @@ class Trainer:
         if not self.place.is_main:
             return None
         path = self.out / "model.safetensors"
-        save_checkpoint(self.model, path)
+        with self._averaged():
+            save_checkpoint(self.model, path)
         if self.config.plots:
             plot_metrics(self.log.path, self.out / "plots" / "training.png")
         return path
