@@ -104,6 +104,22 @@ def test_the_lit_example_runs_each_locked_tower_once(tmp_path):
     assert plan == (["image", "text"], [])
 
 
+def test_the_from_scratch_example_trains_with_its_own_options(tmp_path):
+    """examples/flickr8k.yaml, as the README runs it, on a small table: its options (patch dropout,
+    crops, the weight average, validation every few epochs) work together to a saved model."""
+    from cliplab.train import load_config, train
+
+    table = write_caption_table(tmp_path, 24)
+    quick = ["split=null", "val_split=null", f"val_data={table}", "batch_size=8", "epochs=2", "val_every=3"]
+    quick += [f"data={table}", f"out={tmp_path / 'run'}", "workers=0", "progress=false", "tensorboard=false"]
+    config = load_config(ROOT / "examples" / "flickr8k.yaml", quick + ["plots=false", "warmup_steps=1"])
+    assert config.patch_dropout > 0 and config.ema > 0 and config.crop_scale[0] < 0.9
+    result = train(config)
+    assert result.steps == 6 and result.model_path.exists()
+    assert "val/text_to_image_R@10" in result.metrics
+    assert cliplab.load(result.model_path)[0].config.vision.image_size == 64
+
+
 # ----- messages -----
 
 
