@@ -64,8 +64,9 @@ IMAGENETTE = {
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("examples/flickr8k.yaml as it is", []),
     "before": (
-        "the recipe before this work: no patch dropout, crops 0.9-1, 10 epochs, no average",
-        ["patch_dropout=0.0", "crop_scale=[0.9,1.0]", "epochs=10", "ema=0.0", "temperature_init=null"],
+        "the recipe before this work: lr 1e-3, exp(t) from 1/0.07, all patches, crops 0.9-1, 10 epochs, no average",
+        ["patch_dropout=0.0", "crop_scale=[0.9,1.0]", "epochs=10", "ema=0.0", "temperature_init=null", "lr=1e-3"]
+        + ["val_every=0"],
     ),
     "no-patch-dropout": ("all patches, half the epochs (the same time)", ["patch_dropout=0.0", "epochs=@half"]),
     "crops-0.9": ("weak crops, 0.9-1 of the area", ["crop_scale=[0.9,1.0]"]),
@@ -76,7 +77,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "temperature-50": ("exp(t) starts at 50", ["temperature_init=50"]),
     "siglip": ("SigLIP's sigmoid loss (t = log 10, b = -10)", ["loss=siglip", "temperature_init=null"]),
     "lr-2e-3": ("peak learning rate 2e-3", ["lr=2e-3"]),
+    "lr-1e-3": ("peak learning rate 1e-3", ["lr=1e-3"]),
     "lr-5e-4": ("peak learning rate 5e-4", ["lr=5e-4"]),
+    "lr-2.5e-4": ("peak learning rate 2.5e-4", ["lr=2.5e-4"]),
     "wd-0.05": ("weight decay 0.05", ["weight_decay=0.05"]),
     "wd-0.5": ("weight decay 0.5", ["weight_decay=0.5"]),
     "batch-256": ("batch 256, half the steps", ["batch_size=256"]),

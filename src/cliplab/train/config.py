@@ -54,9 +54,7 @@ class TrainConfig:
     resample: bool = False  # shards: draw shards with replacement (an endless stream)
     workers: int = 2  # image-decoding processes
     augment: bool = True  # random resized crops (tables, folders); false: the evaluation crop (LiT's setting)
-    crop_scale: list[float] = field(
-        default_factory=lambda: [0.9, 1.0]
-    )  # augment: the crops' share of the image's area, [low, high]
+    crop_scale: list[float] = field(default_factory=lambda: [0.9, 1.0])  # augment: crops' share of the area
     cache_features: bool = True  # compute a fully locked tower once per image/caption and reuse it (see README)
     # Validation
     val_data: str = ""  # a captioned source to validate on (default: `data`, when val_split is set)
