@@ -22,7 +22,6 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from ..errors import ConfigError
 from ..extras import require
 from ..files import read_user_text, write_text
-from ..models.protocol import MAX_LOGIT_SCALE
 
 
 @dataclass
@@ -142,6 +141,8 @@ class TrainConfig:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.crop_scale)
         if not (len(self.crop_scale) == 2 and numbers and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1):
             problems.append(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+        from ..models import MAX_LOGIT_SCALE  # here, not at the top: `cliplab train --help` loads no torch
+
         if self.temperature_init is not None and not 1 <= self.temperature_init <= MAX_LOGIT_SCALE:
             problems.append(f"temperature_init must be between 1 and {MAX_LOGIT_SCALE:g}, got {self.temperature_init}")
         for name in ("beta1", "beta2", "ema"):
