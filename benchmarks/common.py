@@ -13,6 +13,19 @@ from pathlib import Path
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Imagenette's classes and their ImageNet indices (OpenAI's curated names for them are at those indices)
+IMAGENETTE = {
+    "tench": 0,
+    "English springer": 217,
+    "cassette player": 482,
+    "chain saw": 491,
+    "church": 497,
+    "French horn": 566,
+    "garbage truck": 569,
+    "gas pump": 571,
+    "golf ball": 574,
+    "parachute": 701,
+}
 
 
 def machine() -> str:

@@ -42,22 +42,9 @@ from cliplab.train import load_config, train  # noqa: E402
 from cliplab.train.features import cache_tower, tower_parts  # noqa: E402
 from cliplab.transforms import model_transform  # noqa: E402
 from cliplab.zeroshot import build_classifier, get_classnames, get_templates  # noqa: E402
-from common import SHARED, machine  # noqa: E402
+from common import IMAGENETTE, SHARED, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# Imagenette's classes: their ImageNet indices and OpenAI's curated names for them
-IMAGENETTE = {
-    "tench": 0,
-    "English springer": 217,
-    "cassette player": 482,
-    "chain saw": 491,
-    "church": 497,
-    "French horn": 566,
-    "garbage truck": 569,
-    "gas pump": 571,
-    "golf ball": 574,
-    "parachute": 701,
-}
 KARPATHY_2015 = {"image_to_text": (16.5, 40.6, 54.2), "text_to_image": (11.8, 32.1, 44.7)}  # Flickr8k test
 TF_LITE_NORMALISATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # EfficientNet-Lite's TensorFlow inputs: [-1, 1]
 

@@ -41,23 +41,10 @@ from cliplab.evaluate import zero_shot_classification  # noqa: E402
 from cliplab.evaluate.features import FeatureOptions  # noqa: E402
 from cliplab.train import load_config  # noqa: E402
 from cliplab.zeroshot import get_classnames, get_templates  # noqa: E402
-from common import SHARED, machine  # noqa: E402
+from common import IMAGENETTE, SHARED, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "examples" / "flickr8k.yaml"
-# OpenAI's curated ImageNet names of Imagenette's classes, by ImageNet index
-IMAGENETTE = {
-    "tench": 0,
-    "English springer": 217,
-    "cassette player": 482,
-    "chain saw": 491,
-    "church": 497,
-    "French horn": 566,
-    "garbage truck": 569,
-    "gas pump": 571,
-    "golf ball": 574,
-    "parachute": 701,
-}
 
 # name -> (what it changes from the recipe, the options). "all-captions" reads a table written here in
 # which each of an image's five captions is a row of its own image, so an epoch visits all five.
