@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
+
 
 class WeightAverage:
     def __init__(self, model: nn.Module, decay: float):
@@ -49,6 +51,8 @@ class WeightAverage:
 
     def load_state_dict(self, state: dict) -> None:
         if list(state["names"]) != self.names:
-            raise ValueError("the saved weight average is of other parameters")
+            raise CheckpointError(
+                "the checkpoint's weight average is of other trained parameters (were towers locked otherwise?)"
+            )
         torch._foreach_copy_(self.average, list(state["average"]))
         self.updates = int(state["updates"])
