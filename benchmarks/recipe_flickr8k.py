@@ -77,10 +77,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 
 def recipe_epochs() -> int:
-    for line in RECIPE.read_text().splitlines():
-        if line.startswith("epochs:"):
-            return int(line.split(":")[1].split("#")[0])
-    raise SystemExit(f"{RECIPE} names no epochs")
+    return load_config(RECIPE).epochs
 
 
 def all_captions_table(captions: Path, out: Path) -> Path:
