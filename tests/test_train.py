@@ -266,14 +266,18 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, table):
         train(config(data=str(table), batch_size=16, max_steps=2, out=str(tmp_path / "a")), resume="latest")
 
 
-@pytest.mark.parametrize("variant", ["plain", "micro", "cached"])
+@pytest.mark.parametrize("variant", ["plain", "micro+ema", "cached"])
 def test_torchrun_two_processes_train_like_one(tmp_path, table, variant):
     """2 gloo processes x 4 samples = 1 process x 8: same samples, same loss, same weights. With gradient
-    caching too; and with a locked image tower cached (the first process computes it, the other waits
-    and reads it)."""
+    caching and a weight average (the saved model is the average, the same in both runs); and with a
+    locked image tower cached (the first process computes it, the other waits and reads it)."""
     options = [f"data={table}", "batch_size=8", "max_steps=3", "workers=0", "progress=false", "tensorboard=false"]
     options += ["plots=false", "warmup_steps=1", f"val_data={table}"] + [f"{k}={v}" for k, v in TAME_ADAM.items()]
-    options += {"plain": [], "micro": ["micro_batch_size=2"], "cached": ["lock_image=true", "augment=false"]}[variant]
+    options += {
+        "plain": [],
+        "micro+ema": ["micro_batch_size=2", "ema=0.5"],
+        "cached": ["lock_image=true", "augment=false"],
+    }[variant]
     one = run_cli(cli(*options, f"out={tmp_path / 'one'}"), env={"CLIPLAB_CACHE": str(tmp_path / "cache-one")})
     assert one.returncode == 0, one.stderr
     two = run_cli(
