@@ -16,6 +16,8 @@ research use; `examples/flickr8k_table.py` says where to get them.
     python benchmarks/recipe_flickr8k.py --out /tmp/recipe recipe --seeds 0 1 2  # three seeds
     python benchmarks/recipe_flickr8k.py --out /tmp/recipe no-ema crops-0.9 ...   # ablations
     python benchmarks/recipe_flickr8k.py --out /tmp/recipe --table               # print what is there
+    python benchmarks/recipe_flickr8k.py --out /tmp/recipe recipe --procs 2      # on 2 processes (torchrun)
+    python benchmarks/recipe_flickr8k.py --out /tmp/recipe --curves              # 1 vs 2 processes' losses
     python benchmarks/recipe_flickr8k.py --list                                  # the variants
 """
 
@@ -73,6 +75,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "batch-64": ("batch 64, twice the steps", ["batch_size=64"]),
     "32px": ("32-px images (16 patches), the same time", ["model=tiny-ViT/8@32px", "epochs=@time32"]),
     "all-captions": ("all five captions per epoch (epochs / 5)", ["data=@all", "epochs=@fifth"]),
+    "bf16": ("bfloat16 autocast on the CPU", ["precision=bf16"]),
+    "96px": ("96-px images, three quarters of the 144 patches dropped", ["image_size=96", "patch_dropout=0.75"]),
 }
 
 
@@ -133,7 +137,8 @@ def imagenette_zero_shot(checkpoint: Path, labels: Path) -> dict[str, float]:
 def run(
     name: str, seed: int, captions: Path, labels: Path, out: Path, epochs: int | None, extra: list[str], procs: int = 1
 ) -> dict:
-    folder = out / f"{name}-seed{seed}"
+    tag = f"{name}-seed{seed}" + (f"-{procs}procs" if procs > 1 else "")
+    folder = out / tag
     overrides = [f"data={captions}", *options_for(name, captions, out, epochs), f"seed={seed}", f"out={folder}"]
     overrides += ["progress=false", "tensorboard=false", "plots=false", *extra]
     launcher = [sys.executable]
@@ -142,11 +147,11 @@ def run(
     command = [*launcher, "-m", "cliplab", "train", "--config", str(RECIPE), *overrides]
     print(f"== {name}, seed {seed}, {procs} process(es): {' '.join(command[len(launcher) + 2 :])}", flush=True)
     began = time.perf_counter()
-    with open(out / f"{name}-seed{seed}.log", "w") as log:
+    with open(out / f"{tag}.log", "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     seconds = time.perf_counter() - began
     if done.returncode:
-        raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / f'{name}-seed{seed}.log'}")
+        raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / f'{tag}.log'}")
     summary = json.loads((folder / "summary.json").read_text())
     metrics = summary["metrics"]
     row = {
@@ -156,6 +161,7 @@ def run(
         "options": overrides[1:],
         "epochs": load_config(folder / "config.yaml").epochs,
         "processes": procs,
+        "folder": str(folder),
         "steps": summary["steps"],
         "wall_seconds": seconds,
         "retrieval": {k.removeprefix("val/"): v for k, v in metrics.items() if "R@" in k},
@@ -206,6 +212,63 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def loss_curve(folder: Path, window: int = 50) -> dict[int, float]:
+    """The training loss averaged over windows of `window` steps: {window's last step: mean loss}."""
+    windows: dict[int, list[tuple[int, float]]] = {}
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "train/loss" in record:
+            windows.setdefault((record["step"] - 1) // window, []).append((record["step"], record["train/loss"]))
+    return {max(s for s, _ in w): statistics.mean(loss for _, loss in w) for _, w in sorted(windows.items())}
+
+
+def curves(out: Path) -> str:
+    """Each variant and seed run on one process and on several: their training losses side by side (in
+    windows of 50 steps), the largest gap, and OUT/curves.png with both curves."""
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    runs: dict[tuple, dict[int, Path]] = {}
+    for row in rows:
+        if "folder" in row:
+            runs.setdefault((row["name"], row["seed"], row["epochs"]), {})[row.get("processes", 1)] = Path(
+                row["folder"]
+            )
+    pairs = {key: procs for key, procs in runs.items() if 1 in procs and len(procs) > 1}
+    if not pairs:
+        return "no variant and seed was run on both one process and several (--procs 2)"
+    lines, drawn = [], []
+    for (name, seed, _), procs in pairs.items():
+        one = loss_curve(procs[1])
+        for count, folder in sorted(procs.items()):
+            if count == 1:
+                continue
+            other = loss_curve(folder)
+            common = [step for step in one if step in other]
+            gaps = [abs(one[step] - other[step]) for step in common]
+            late = [gap for step, gap in zip(common, gaps) if step > common[len(common) // 10]]
+            lines.append(
+                f"{name}, seed {seed}: 1 vs {count} processes over {common[-1]} steps: training loss "
+                f"{one[common[-1]]:.3f} vs {other[common[-1]]:.3f} at the end; largest gap between 50-step means "
+                f"{max(gaps):.3f} ({max(late):.3f} after the first tenth), mean gap {statistics.mean(gaps):.3f}"
+            )
+            drawn.append((f"{name} seed {seed}", one, other, count))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "\n".join(lines + ["(matplotlib is not installed: no picture)"])
+    figure, axes = plt.subplots(1, len(drawn), figsize=(5 * len(drawn), 3.5), squeeze=False)
+    for ax, (title, one, other, count) in zip(axes[0], drawn):
+        ax.plot(list(one), list(one.values()), label="1 process")
+        ax.plot(list(other), list(other.values()), "--", label=f"{count} processes (torchrun, gloo)")
+        ax.set(title=title, xlabel="step", ylabel="training loss (50-step mean)")
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(out / "curves.png", dpi=100)
+    return "\n".join(lines + [f"curves drawn in {out / 'curves.png'}"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", nargs="*", help="variants to run, in order (--list names them)")
@@ -218,10 +281,14 @@ def main() -> None:
     parser.add_argument("--imagenette", type=Path, default=SHARED / "imagenette_mini" / "labels.tsv")
     parser.add_argument("--table", action="store_true", help="only print the table of OUT's results")
     parser.add_argument("--list", action="store_true", help="list the variants")
+    parser.add_argument("--curves", action="store_true", help="only compare OUT's 1- and 2-process loss curves")
     args = parser.parse_args()
     if args.list:
         for name, (changes, options) in VARIANTS.items():
             print(f"{name:18} {changes}: {' '.join(options) or '-'}")
+        return
+    if args.curves:
+        print(curves(args.out))
         return
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
