@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import cliplab
+import cliplab.distributed
 from cliplab.cli import main
 from cliplab.cli.main import build_parser
 from cliplab.data import read_image
@@ -62,6 +63,19 @@ def test_an_opening_line_and_a_warm_up_longer_than_the_run_is_said(tmp_path, tab
     opening = next(line for line in out.splitlines() if "parameters" in line)
     assert "tiny-RN@32px" in opening and "48 samples an epoch" in opening and "12 steps of 4" in opening
     assert "warmup_steps=100 is not less than the run's 12 steps" in out and "never decays" in out
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_said(tmp_path, table, capsys, monkeypatch):
+    # what it reads: Linux's /proc/cpuinfo flags (x86) or Features (Arm)
+    assert cliplab.distributed.cpu_has_bf16("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n") is True
+    assert cliplab.distributed.cpu_has_bf16("flags\t\t: fpu sse avx2 avx512f\n") is False
+    assert cliplab.distributed.cpu_has_bf16("Features\t: fp asimd bf16 i8mm\n") is True
+    assert cliplab.distributed.cpu_has_bf16("processor\t: 0\n") is None
+    monkeypatch.setattr(cliplab.distributed, "cpu_has_bf16", lambda: False)
+    code, _ = train(tmp_path, table, "batch_size=8", "max_steps=1", "precision=bf16")
+    assert code == 0 and "precision=bf16 on a CPU without bfloat16 instructions" in capsys.readouterr().out
+    code, _ = train(tmp_path / "fp32", table, "batch_size=8", "max_steps=1")
+    assert code == 0 and "bfloat16" not in capsys.readouterr().out
 
 
 def test_zero_shot_needs_two_classes(tmp_path, checkpoint, capsys):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +46,34 @@ def setup(preference: str = "auto", timeout: timedelta | None = None) -> Placeme
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
     return Placement(rank, world, local_rank, device)
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU computes bfloat16 itself (x86's AVX512-BF16 or AMX, Arm's BF16 extension): True
+    or False where Linux's /proc/cpuinfo (or `cpuinfo`, its text) or macOS's sysctl says, else None.
+    Without them, bf16 autocast on the CPU is emulated and slower than float32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return _sysctl_bf16()
+    flags = {
+        word
+        for line in cpuinfo.splitlines()
+        if line.split(":")[0].strip() in ("flags", "Features")
+        for word in line.split(":", 1)[-1].split()
+    }
+    if not flags:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _sysctl_bf16() -> bool | None:
+    try:
+        done = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"1": True, "0": False}.get(done.stdout.strip())
 
 
 def rank_and_world() -> tuple[int, int]:

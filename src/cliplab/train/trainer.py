@@ -327,6 +327,11 @@ class Trainer:
             )
         for note in self.cache_notes:
             print(f"cliplab train: {note}")
+        if self.bf16 and self.place.device.type == "cpu" and distributed.cpu_has_bf16() is False:
+            print(
+                "cliplab train: warning: precision=bf16 on a CPU without bfloat16 instructions (AVX512-BF16, AMX, "
+                "Arm BF16): autocast emulates them and is likely slower than precision=fp32"
+            )
         if config.warmup_steps >= self.total_steps >= 10:  # (a run of a few steps has no schedule to speak of)
             print(
                 f"cliplab train: warning: warmup_steps={config.warmup_steps} is not less than the run's "
