@@ -53,9 +53,9 @@ RECIPE = ROOT / "examples" / "flickr8k.yaml"
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("examples/flickr8k.yaml as it is", []),
     "before": (
-        "the recipe before this work: lr 1e-3, exp(t) from 1/0.07, all patches, crops 0.9-1, 10 epochs, no average",
+        "the recipe before this work: lr 1e-3, exp(t) from 1/0.07, all patches, crops 0.9-1, 10 epochs, no average, float32",
         ["patch_dropout=0.0", "crop_scale=[0.9,1.0]", "epochs=10", "ema=0.0", "temperature_init=null", "lr=1e-3"]
-        + ["val_every=0"],
+        + ["val_every=0", "precision=fp32"],
     ),
     "no-patch-dropout": ("all patches, half the epochs (the same time)", ["patch_dropout=0.0", "epochs=@half"]),
     "crops-0.9": ("weak crops, 0.9-1 of the area", ["crop_scale=[0.9,1.0]"]),
