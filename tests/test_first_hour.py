@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import cliplab
@@ -120,7 +121,8 @@ def test_the_lit_example_runs_each_locked_tower_once(tmp_path):
 
 def test_the_from_scratch_example_trains_with_its_own_options(tmp_path):
     """examples/flickr8k.yaml, as the README runs it, on a small table: its options (patch dropout,
-    crops, the weight average, validation every few epochs) work together to a saved model."""
+    crops, the weight average, bf16 autocast, validation every few epochs) work together to a saved
+    float32 model."""
     from cliplab.train import load_config, train
 
     table = write_caption_table(tmp_path, 24)
@@ -128,10 +130,14 @@ def test_the_from_scratch_example_trains_with_its_own_options(tmp_path):
     quick += [f"data={table}", f"out={tmp_path / 'run'}", "workers=0", "progress=false", "tensorboard=false"]
     config = load_config(ROOT / "examples" / "flickr8k.yaml", quick + ["plots=false", "warmup_steps=1"])
     assert config.patch_dropout > 0 and config.ema > 0 and config.crop_scale[0] < 0.9
+    assert config.precision == "bf16"
     result = train(config)
     assert result.steps == 6 and result.model_path.exists()
     assert "val/text_to_image_R@10" in result.metrics
-    assert cliplab.load(result.model_path)[0].config.vision.image_size == 64
+    model = cliplab.load(result.model_path)[0]
+    assert model.config.vision.image_size == 64
+    floats = [p for p in model.state_dict().values() if p.is_floating_point()]
+    assert floats and all(p.dtype == torch.float32 and p.isfinite().all() for p in floats)
 
 
 # ----- messages -----
