@@ -16,14 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def recipe():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its neighbour `common`
+    # The script imports its neighbour `common` and puts src/ first on sys.path; both are undone after it
+    # loads, as src/ on the path would shadow the installed distribution's metadata for later tests.
+    saved_path, saved_common = list(sys.path), sys.modules.get("common")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         spec = importlib.util.spec_from_file_location("recipe_flickr8k", ROOT / "benchmarks" / "recipe_flickr8k.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        yield module
     finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+        sys.path[:] = saved_path
+        if saved_common is None:
+            sys.modules.pop("common", None)
+        else:
+            sys.modules["common"] = saved_common
+    return module
 
 
 def write_run(folder: Path, losses: dict[int, float]) -> None:
